@@ -1,0 +1,507 @@
+"""The event-ordered allocation engine (business-rules §4, §5, §6).
+
+Source events — eligible cash-outs and the daily fixed runs — are processed one at a time in
+the order (instant, cash-out before fixed run, id). Before each event the engine applies every
+deposit confirmation and client mode/status change that is effective at or before its instant,
+so the same engine serves live runs, backfills and the offline ``simulate`` audit.
+
+State between runs is just "fiat allocated so far per client" plus the last processed event
+(:class:`EngineState`); a client's remaining balance at any instant is derived from it and the
+deposit list, never stored twice.
+
+Hot loop: per cash-out the engine works on numpy int64 arrays indexed by client (clients kept in
+``client_id`` order, so index order *is* the tie-break order). Whenever a product could exceed
+63 bits it switches to exact Python ints for that split; both paths run the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from itertools import accumulate
+from typing import Literal
+
+import numpy as np
+
+from dca_pipeline.domain.apportion import (
+    Int64Array,
+    fits_int64,
+    fits_int64_by_sum,
+    largest_remainder,
+    largest_remainder_np,
+)
+from dca_pipeline.domain.cash_out import CashOut
+from dca_pipeline.domain.commission import CommissionVersion
+from dca_pipeline.domain.rules import BusinessRules
+
+Mode = Literal["flow", "fixed"]
+Status = Literal["active", "paused"]
+LineKind = Literal["flow", "fixed", "commission", "unallocated"]
+SourceKind = Literal["cash_out", "fixed"]
+
+#: Cash-outs sort before a fixed run at the same instant (§10).
+_CASH_OUT_RANK = 0
+_FIXED_RANK = 1
+_REFERENCE_WINDOW = timedelta(hours=24)
+
+
+class EngineError(ValueError):
+    """Inputs the engine refuses: the allocation would not be well defined."""
+
+
+class FixedRateUnavailable(EngineError):
+    """A fixed run with clients to pay but no eligible cash-out ever before it (§5)."""
+
+
+class OutOfOrderEvent(EngineError):
+    """An event at or before the last event already allocated: history would change."""
+
+
+@dataclass(frozen=True)
+class ClientChange:
+    """A client's settings from ``effective_at`` on (mode/status history, §4)."""
+
+    client_id: str
+    effective_at: datetime
+    mode: Mode
+    status: Status
+    daily_limit_cents: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.client_id:
+            raise EngineError("client_id is required")
+        if self.effective_at.tzinfo is None:
+            raise EngineError(
+                f"client {self.client_id}: effective_at must be timezone-aware"
+            )
+        if self.mode not in ("flow", "fixed"):
+            raise EngineError(f"client {self.client_id}: mode must be flow or fixed")
+        if self.status not in ("active", "paused"):
+            raise EngineError(
+                f"client {self.client_id}: status must be active or paused"
+            )
+        if self.mode == "fixed" and (
+            self.daily_limit_cents is None or self.daily_limit_cents <= 0
+        ):
+            raise EngineError(
+                f"client {self.client_id}: a fixed client needs a positive limit"
+            )
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """A confirmed deposit; it counts for events at or after ``confirmed_at``."""
+
+    deposit_id: str
+    client_id: str
+    amount_cents: int
+    confirmed_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.amount_cents <= 0:
+            raise EngineError(f"deposit {self.deposit_id}: amount must be positive")
+        if self.confirmed_at.tzinfo is None:
+            raise EngineError(
+                f"deposit {self.deposit_id}: confirmed_at must be timezone-aware"
+            )
+
+
+@dataclass(frozen=True)
+class AllocationLine:
+    seq: int
+    source_id: str
+    kind: LineKind
+    recipient_id: str | None
+    fiat_cents: int
+    sats: int
+
+
+EventKey = tuple[datetime, int, str]
+
+
+@dataclass(frozen=True)
+class EventAllocation:
+    """Everything one source event allocated, plus the inputs it used (for audit).
+
+    Client shares are kept as arrays (indices into ``client_ids``) so that 10⁷ client×cash-out
+    pairs don't turn into 10⁷ Python objects unless somebody asks for :meth:`lines`.
+    """
+
+    source_id: str
+    source_kind: SourceKind
+    event_time: datetime
+    business_day: date
+    client_ids: np.ndarray = field(repr=False)
+    client_index: Int64Array = field(repr=False)
+    client_fiat_cents: Int64Array = field(repr=False)
+    client_sats: Int64Array = field(repr=False)
+    unallocated_fiat_cents: int
+    unallocated_sats: int
+    commission: tuple[tuple[str, int], ...]
+    inputs: Mapping[str, str]
+
+    @property
+    def key(self) -> EventKey:
+        rank = _CASH_OUT_RANK if self.source_kind == "cash_out" else _FIXED_RANK
+        return (self.event_time, rank, self.source_id)
+
+    @property
+    def total_fiat_cents(self) -> int:
+        return int(self.client_fiat_cents.sum()) + self.unallocated_fiat_cents
+
+    @property
+    def total_client_sats(self) -> int:
+        return int(self.client_sats.sum())
+
+    @property
+    def total_commission_sats(self) -> int:
+        return sum(s for _, s in self.commission)
+
+    def lines(self, first_seq: int) -> list[AllocationLine]:
+        """Ledger lines in a fixed order: clients (by id), unallocated, commission (by id).
+
+        A line exists only when it carries fiat or sats (§10).
+        """
+        kind: LineKind = "flow" if self.source_kind == "cash_out" else "fixed"
+        out: list[AllocationLine] = []
+        seq = first_seq
+        ids = self.client_ids[self.client_index]
+        for client_id, fiat, sats in zip(
+            ids.tolist(),
+            self.client_fiat_cents.tolist(),
+            self.client_sats.tolist(),
+            strict=True,
+        ):
+            if fiat or sats:
+                out.append(
+                    AllocationLine(seq, self.source_id, kind, client_id, fiat, sats)
+                )
+                seq += 1
+        if self.unallocated_fiat_cents or self.unallocated_sats:
+            out.append(
+                AllocationLine(
+                    seq,
+                    self.source_id,
+                    "unallocated",
+                    None,
+                    self.unallocated_fiat_cents,
+                    self.unallocated_sats,
+                )
+            )
+            seq += 1
+        for recipient_id, sats in self.commission:
+            if sats:
+                out.append(
+                    AllocationLine(
+                        seq, self.source_id, "commission", recipient_id, 0, sats
+                    )
+                )
+                seq += 1
+        return out
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the engine needs to continue after an earlier run: nothing else is carried."""
+
+    allocated_cents: Mapping[str, int] = field(default_factory=dict)
+    last_event: EventKey | None = None
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    events: list[EventAllocation]
+    state: EngineState
+
+    def lines(self) -> Iterator[AllocationLine]:
+        seq = 1
+        for event in self.events:
+            event_lines = event.lines(seq)
+            seq += len(event_lines)
+            yield from event_lines
+
+    def balances(self, deposits: Sequence[Deposit]) -> dict[str, int]:
+        """Remaining balance per client: every given deposit minus everything allocated."""
+        totals: dict[str, int] = dict.fromkeys(self.state.allocated_cents, 0)
+        for deposit in deposits:
+            totals[deposit.client_id] = (
+                totals.get(deposit.client_id, 0) + deposit.amount_cents
+            )
+        return {
+            client_id: totals[client_id] - self.state.allocated_cents.get(client_id, 0)
+            for client_id in sorted(totals)
+        }
+
+
+class _ReferenceRates:
+    """Σ principal / Σ fiat over [run − 24 h, run), else the latest earlier cash-out (§5)."""
+
+    def __init__(self, history: Sequence[CashOut]) -> None:
+        ordered = sorted(history, key=lambda c: (c.event_time, c.id))
+        self._ordered = ordered
+        self._times = [c.event_time for c in ordered]
+        self._principal = [0, *accumulate(c.principal_sats for c in ordered)]
+        self._fiat = [0, *accumulate(c.fiat_cents for c in ordered)]
+
+    def rate_at(self, run_at: datetime, day: date) -> tuple[Fraction, str]:
+        lo = bisect.bisect_left(self._times, run_at - _REFERENCE_WINDOW)
+        hi = bisect.bisect_left(self._times, run_at)
+        if hi > lo:
+            principal = self._principal[hi] - self._principal[lo]
+            fiat = self._fiat[hi] - self._fiat[lo]
+            return Fraction(principal, fiat), f"window:{hi - lo}"
+        if hi > 0:
+            latest = self._ordered[hi - 1]
+            return Fraction(
+                latest.principal_sats, latest.fiat_cents
+            ), f"latest:{latest.id}"
+        raise FixedRateUnavailable(
+            f"fixed run {day.isoformat()}: no eligible cash-out before {run_at.isoformat()}, "
+            "so there is no reference rate (nothing is allocated)"
+        )
+
+
+class _Clients:
+    """Per-client arrays in client_id order, advanced through time by the change history."""
+
+    def __init__(
+        self,
+        changes: Sequence[ClientChange],
+        deposits: Sequence[Deposit],
+        allocated: Mapping[str, int],
+    ) -> None:
+        ids = sorted({c.client_id for c in changes})
+        unknown = {d.client_id for d in deposits} - set(ids)
+        unknown |= set(allocated) - set(ids)
+        if unknown:
+            raise EngineError(
+                f"deposits or allocations for unknown clients: {sorted(unknown)}"
+            )
+        self.ids = np.array(ids, dtype=object)
+        self.index = {client_id: i for i, client_id in enumerate(ids)}
+        n = len(ids)
+        self.deposited = np.zeros(n, dtype=np.int64)
+        self.allocated = np.array([allocated.get(i, 0) for i in ids], dtype=np.int64)
+        self.flow_active = np.zeros(n, dtype=bool)
+        self.fixed_active = np.zeros(n, dtype=bool)
+        self.daily_limit = np.zeros(n, dtype=np.int64)
+        self.all_index = np.arange(n, dtype=np.int64)
+        self._changes = sorted(changes, key=lambda c: (c.effective_at, c.client_id))
+        self._deposits = sorted(deposits, key=lambda d: (d.confirmed_at, d.deposit_id))
+        self._next_change = 0
+        self._next_deposit = 0
+
+    def advance_to(self, instant: datetime) -> None:
+        """Apply every change and deposit effective at or before ``instant``."""
+        changes, deposits = self._changes, self._deposits
+        while self._next_change < len(changes) and changes[
+            self._next_change
+        ].effective_at <= (instant):
+            change = changes[self._next_change]
+            i = self.index[change.client_id]
+            active = change.status == "active"
+            self.flow_active[i] = active and change.mode == "flow"
+            self.fixed_active[i] = active and change.mode == "fixed"
+            self.daily_limit[i] = change.daily_limit_cents or 0
+            self._next_change += 1
+        while self._next_deposit < len(deposits) and deposits[
+            self._next_deposit
+        ].confirmed_at <= (instant):
+            deposit = deposits[self._next_deposit]
+            self.deposited[self.index[deposit.client_id]] += deposit.amount_cents
+            self._next_deposit += 1
+
+    def remaining(self) -> Int64Array:
+        # Never negative by construction: allocations are capped at the remaining balance.
+        return self.deposited - self.allocated
+
+
+def _split_flow(
+    fiat_cents: int, principal_sats: int, remaining: Int64Array, weight_sum: int | None = None
+) -> tuple[Int64Array, int, Int64Array, int]:
+    """§4 for one cash-out over the eligible clients' remaining balances.
+
+    Returns (client fiat, unallocated fiat, client sats, unallocated sats).
+    """
+    if weight_sum is None:
+        weight_sum = int(remaining.sum())
+    if fiat_cents >= weight_sum:
+        client_fiat = remaining.copy()
+        unallocated_fiat = fiat_cents - weight_sum
+    elif fits_int64_by_sum(fiat_cents, weight_sum) or fits_int64(
+        fiat_cents, int(remaining.max()), weight_sum
+    ):
+        client_fiat = largest_remainder_np(fiat_cents, remaining)
+        unallocated_fiat = 0
+    else:
+        client_fiat = np.array(
+            largest_remainder(fiat_cents, remaining.tolist()), dtype=np.int64
+        )
+        unallocated_fiat = 0
+    # Sats follow the fiat shares; the unallocated weight goes last so it loses every tie.
+    weights = np.append(client_fiat, np.int64(unallocated_fiat))
+    if fits_int64_by_sum(principal_sats, fiat_cents) or fits_int64(
+        principal_sats, int(weights.max()), fiat_cents
+    ):
+        sats = largest_remainder_np(principal_sats, weights)
+    else:
+        sats = np.array(
+            largest_remainder(principal_sats, weights.tolist()), dtype=np.int64
+        )
+    return client_fiat, unallocated_fiat, sats[:-1], int(sats[-1])
+
+
+def allocate(
+    *,
+    cash_outs: Sequence[CashOut],
+    fixed_days: Sequence[date],
+    clients: Sequence[ClientChange],
+    deposits: Sequence[Deposit],
+    commission_versions: Sequence[CommissionVersion],
+    rules: BusinessRules,
+    rate_history: Sequence[CashOut] | None = None,
+    state: EngineState | None = None,
+) -> AllocationResult:
+    """Allocate ``cash_outs`` and the fixed runs of ``fixed_days`` in contract order.
+
+    ``rate_history``: eligible cash-outs the fixed reference rate may use (default: the
+    cash-outs being allocated). ``state``: the result of the previous run; every event here must
+    come strictly after its last event, so history is never rewritten.
+    """
+    state = state or EngineState()
+    ids = [c.id for c in cash_outs]
+    if len(set(ids)) != len(ids):
+        raise EngineError("the same cash-out id appears twice")
+    if len(set(fixed_days)) != len(fixed_days):
+        raise EngineError("the same fixed-run day appears twice")
+
+    events: list[tuple[EventKey, CashOut | date]] = [
+        ((c.event_time, _CASH_OUT_RANK, c.id), c) for c in cash_outs
+    ]
+    for day in fixed_days:
+        run_at = rules.fixed_run_at(day)
+        events.append(((run_at, _FIXED_RANK, f"fixed:{day.isoformat()}"), day))
+    events.sort(key=lambda e: e[0])
+    if events and state.last_event is not None and events[0][0] <= state.last_event:
+        raise OutOfOrderEvent(
+            f"event {events[0][0][2]} at {events[0][0][0].isoformat()} is not after the last "
+            f"allocated event {state.last_event[2]}"
+        )
+
+    book = _Clients(clients, deposits, state.allocated_cents)
+    rates = _ReferenceRates(cash_outs if rate_history is None else rate_history)
+    versions = sorted(commission_versions, key=lambda v: v.effective_at)
+    version_times = [v.effective_at for v in versions]
+    empty_index = np.zeros(0, dtype=np.int64)
+    out: list[EventAllocation] = []
+
+    for key, payload in events:
+        instant = key[0]
+        book.advance_to(instant)
+        remaining = book.remaining()
+        if isinstance(payload, CashOut):
+            cash_out = payload
+            mask = book.flow_active & (remaining > 0)
+            everyone = bool(mask.all())
+            eligible = book.all_index if everyone else np.flatnonzero(mask)
+            eligible_balance = 0
+            if len(eligible):
+                # Everyone eligible (the usual case): whole arrays, no fancy-index copies.
+                balances = remaining if everyone else remaining[eligible]
+                eligible_balance = int(balances.sum())
+                client_fiat, unalloc_fiat, client_sats, unalloc_sats = _split_flow(
+                    cash_out.fiat_cents, cash_out.principal_sats, balances, eligible_balance
+                )
+                if everyone:
+                    book.allocated += client_fiat
+                else:
+                    book.allocated[eligible] += client_fiat
+            else:
+                client_fiat = client_sats = empty_index
+                unalloc_fiat, unalloc_sats = (
+                    cash_out.fiat_cents,
+                    cash_out.principal_sats,
+                )
+            v = bisect.bisect_right(version_times, instant) - 1
+            commission: tuple[tuple[str, int], ...] = ()
+            if v >= 0:
+                commission = tuple(
+                    (r.recipient_id, s)
+                    for r, s in versions[v].split(cash_out.commission_sats)
+                )
+            out.append(
+                EventAllocation(
+                    source_id=cash_out.id,
+                    source_kind="cash_out",
+                    event_time=instant,
+                    business_day=rules.business_day(instant),
+                    client_ids=book.ids,
+                    client_index=eligible,
+                    client_fiat_cents=client_fiat,
+                    client_sats=client_sats,
+                    unallocated_fiat_cents=unalloc_fiat,
+                    unallocated_sats=unalloc_sats,
+                    commission=commission,
+                    inputs={
+                        "fiat_cents": str(cash_out.fiat_cents),
+                        "crypto_atoms": str(cash_out.crypto_atoms),
+                        "principal_sats": str(cash_out.principal_sats),
+                        "commission_sats": str(cash_out.commission_sats),
+                        "eligible_clients": str(len(eligible)),
+                        "eligible_balance_cents": str(eligible_balance),
+                        "commission_version": versions[v].effective_at.isoformat()
+                        if v >= 0
+                        else "",
+                    },
+                )
+            )
+        else:
+            day = payload
+            limits = np.minimum(book.daily_limit, rules.max_daily_cents)
+            eligible = np.flatnonzero(book.fixed_active & (remaining > 0))
+            client_fiat = np.minimum(limits[eligible], remaining[eligible])
+            inputs = {"run_at": instant.isoformat()}
+            if len(eligible):
+                rate, rate_source = rates.rate_at(instant, day)
+                client_sats = np.array(
+                    [
+                        f * rate.numerator // rate.denominator
+                        for f in client_fiat.tolist()
+                    ],
+                    dtype=np.int64,
+                )
+                book.allocated[eligible] += client_fiat
+                inputs |= {
+                    "rate_sats_per_cent": f"{rate.numerator}/{rate.denominator}",
+                    "rate_source": rate_source,
+                }
+            else:
+                client_sats = empty_index
+            out.append(
+                EventAllocation(
+                    source_id=key[2],
+                    source_kind="fixed",
+                    event_time=instant,
+                    business_day=day,
+                    client_ids=book.ids,
+                    client_index=eligible,
+                    client_fiat_cents=client_fiat,
+                    client_sats=client_sats,
+                    unallocated_fiat_cents=0,
+                    unallocated_sats=0,
+                    commission=(),
+                    inputs=inputs,
+                )
+            )
+
+    allocated = {
+        str(cid): int(a)
+        for cid, a in zip(book.ids.tolist(), book.allocated.tolist(), strict=True)
+    }
+    last = out[-1].key if out else state.last_event
+    return AllocationResult(
+        events=out, state=EngineState(allocated_cents=allocated, last_event=last)
+    )
