@@ -1,0 +1,34 @@
+"""Lamassu exports already on disk: ``<directory>/<table>.csv``.
+
+The folder holds files written by :func:`dca_pipeline.testing.lamassu_generator.export_folder`
+or by an operator running the same ``COPY`` (the bytes the SSH source downloads). Such a file
+was exported for *some* window that this source cannot know, so :meth:`fetch_csv` returns the
+whole file: it may contain rows outside the requested window, and the downstream reader
+filters by window. It never returns fewer rows than the file holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from dca_pipeline.sources.base import FetchWindow, LamassuTable, SourceError
+
+
+class FolderLamassuSource(dg.ConfigurableResource):
+    """Reads ``<directory>/<table>.csv`` (may hold more rows than the window; see module doc)."""
+
+    directory: str
+
+    def path_for(self, table: LamassuTable) -> Path:
+        return Path(self.directory) / f"{LamassuTable(table).value}.csv"
+
+    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
+        path = self.path_for(table)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise SourceError(f"no Lamassu export for {table}: {path} does not exist") from None
+        except OSError as exc:
+            raise SourceError(f"cannot read the Lamassu export {path}: {exc.strerror}") from None

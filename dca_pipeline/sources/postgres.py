@@ -1,0 +1,143 @@
+"""Read-only PostgreSQL access to the Lamassu database (psycopg2 ``copy_expert``).
+
+The export runs inside a ``READ ONLY`` transaction with a statement timeout and is rolled
+back afterwards, so even a role that could write cannot change anything through this source.
+The bytes are exactly those of ``COPY (SELECT <explicit columns> ...) TO STDOUT WITH (FORMAT
+csv, HEADER)`` with ``TimeZone=UTC`` (see :mod:`dca_pipeline.sources.queries`).
+
+Operator setup on the Lamassu server (as the ``postgres`` superuser, in the ``lamassu``
+database) for a SELECT-only role::
+
+    CREATE ROLE dca_reader LOGIN PASSWORD '<a long random password>';
+    GRANT CONNECT ON DATABASE lamassu TO dca_reader;
+    GRANT USAGE ON SCHEMA public TO dca_reader;
+    GRANT SELECT ON cash_out_txs, cash_out_actions, cash_in_txs TO dca_reader;
+    ALTER ROLE dca_reader SET default_transaction_read_only = on;
+
+plus a ``pg_hba.conf`` line that admits ``dca_reader`` from the pipeline's address only
+(``hostssl lamassu dca_reader <pipeline-ip>/32 scram-sha-256``). The DSN is given to the
+resource with ``dg.EnvVar("LAMASSU_PG_DSN")``; it is masked in ``repr()`` and never logged.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import ClassVar
+
+import dagster as dg
+import psycopg2
+import psycopg2.extensions
+
+from dca_pipeline.sources.base import (
+    AuthenticationError,
+    FetchWindow,
+    LamassuTable,
+    RemoteCommandError,
+    SecretMaskingMixin,
+    SourceError,
+    TransferError,
+)
+from dca_pipeline.sources.queries import SESSION_SETTINGS_SQL, export_sql
+
+_AUTH_FAILURE_CODES = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization
+# libpq reports connection-time failures as text only (no SQLSTATE reaches psycopg2).
+_AUTH_FAILURE_MARKERS = (
+    "password authentication failed",
+    "no password supplied",
+    "FATAL:  role ",  # role "x" does not exist
+    "pg_hba.conf rejects",
+    "permission denied for database",
+)
+
+
+def copy_export(
+    connection: psycopg2.extensions.connection,
+    table: LamassuTable,
+    window: FetchWindow,
+    *,
+    statement_timeout_ms: int | None = None,
+) -> bytes:
+    """Run the export of one table on an open connection; always rolls back.
+
+    Shared by :class:`PostgresLamassuSource` and the fixture exporter, so a folder written by
+    ``export_folder`` holds exactly what the sources return.
+    """
+    connection.autocommit = False
+    buffer = io.BytesIO()
+    try:
+        with connection.cursor() as cursor:
+            # First statement of the transaction psycopg2 opens, as SET TRANSACTION requires.
+            cursor.execute("SET TRANSACTION READ ONLY")
+            for setting in SESSION_SETTINGS_SQL:
+                cursor.execute(setting)
+            if statement_timeout_ms is not None:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               (f"{int(statement_timeout_ms)}ms",))
+            cursor.copy_expert(export_sql(table, window), buffer)
+    finally:
+        connection.rollback()
+    return buffer.getvalue()
+
+
+def _describe_pg_error(error: psycopg2.Error) -> str:
+    # psycopg2 messages carry the server's text (never the password); keep the first line.
+    text = (getattr(error, "pgerror", None) or str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
+    """Fetches Lamassu exports over a direct, read-only PostgreSQL connection."""
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"dsn"})
+
+    dsn: str
+    connect_timeout_s: int = 15
+    statement_timeout_s: int = 300
+
+    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
+        table = LamassuTable(table)
+        try:
+            connection = psycopg2.connect(
+                self.dsn,
+                connect_timeout=self.connect_timeout_s,
+                application_name="dca-pipeline",
+            )
+        except psycopg2.OperationalError as exc:
+            message = _describe_pg_error(exc)
+            if any(marker in message for marker in _AUTH_FAILURE_MARKERS):
+                raise AuthenticationError(
+                    f"Lamassu PostgreSQL refused the credentials: {message}"
+                ) from None
+            if "FATAL:" in message:  # the server answered and refused, e.g. no such database
+                raise RemoteCommandError(f"Lamassu PostgreSQL refused: {message}") from None
+            raise TransferError(f"cannot connect to Lamassu PostgreSQL: {message}") from None
+        except psycopg2.Error:
+            # libpq quotes the offending part of a malformed DSN, which may be the password.
+            raise SourceError(
+                "the Lamassu PostgreSQL DSN is malformed (details withheld: it holds a secret)"
+            ) from None
+        try:
+            return copy_export(
+                connection, table, window, statement_timeout_ms=self.statement_timeout_s * 1000
+            )
+        except psycopg2.extensions.QueryCanceledError as exc:
+            raise RemoteCommandError(
+                f"the {table} export was cancelled (statement timeout "
+                f"{self.statement_timeout_s} s?): {_describe_pg_error(exc)}"
+            ) from None
+        except psycopg2.OperationalError as exc:
+            # Connection lost mid-COPY: the buffer is discarded, nothing partial escapes.
+            raise TransferError(
+                f"connection to Lamassu PostgreSQL failed during the {table} export: "
+                f"{_describe_pg_error(exc)}"
+            ) from None
+        except psycopg2.Error as exc:
+            if exc.pgcode in _AUTH_FAILURE_CODES:
+                raise AuthenticationError(
+                    f"Lamassu PostgreSQL refused the role: {_describe_pg_error(exc)}"
+                ) from None
+            raise RemoteCommandError(
+                f"the {table} export failed on Lamassu PostgreSQL: {_describe_pg_error(exc)}"
+            ) from None
+        finally:
+            connection.close()

@@ -1,0 +1,1 @@
+"""Real-component harnesses and oracles for tests, benches and the demo."""
