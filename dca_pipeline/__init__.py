@@ -1,0 +1,1 @@
+"""dca-pipeline: Lamassu cash-outs → exact DCA allocations → exactly-once LNbits payouts."""
