@@ -72,7 +72,13 @@ def money_files() -> list[Path]:
         "np.float64(3)",
         "z = round(a / b)",
         "math.floor(a / b)",
+        "math.ceil(a / b)",
         "np.floor(a)",
+        "np.float32(3)",
+        "df.astype(float)",
+        "df.astype('float')",
+        # the opt-out covers its own line only
+        "timeout_s = 1.5  # float-ok: seconds\nfee = 2.5",
     ],
 )
 def test_scanner_flags_each_forbidden_pattern(snippet: str) -> None:

@@ -17,17 +17,34 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-command -v uv >/dev/null || { say "pip install uv"; python3 -m pip install -q uv; }
+# uv from PATH, or the copy pip installed (its script dir may not be on PATH, e.g. --user).
+if command -v uv >/dev/null; then
+  uv() { command uv "$@"; }
+else
+  if ! python3 -m uv --version >/dev/null 2>&1; then
+    say "pip install uv"
+    python3 -m pip install -q uv || python3 -m pip install -q --user --break-system-packages uv
+  fi
+  uv() { python3 -m uv "$@"; }
+fi
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   uv venv -q -p python3.11 .venv
 fi
-say "installing dca-pipeline[dev] into .venv"
-uv pip install -q -p .venv/bin/python -e '.[dev]'
+# Re-resolve only when the dependencies changed (the editable install itself follows the tree).
+stamp=.venv/.dca-pyproject.sha256
+if ! sha256sum --status -c "$stamp" 2>/dev/null || [ ! -x .venv/bin/dca-pipeline ]; then
+  say "installing dca-pipeline[dev] into .venv"
+  uv pip install -q -p .venv/bin/python -e '.[dev]'
+  sha256sum pyproject.toml >"$stamp"
+fi
 
 # LNbits pins pydantic 1 and Dagster needs 2: it lives in its own venv, reached over HTTP only.
-if ! .lnbits-venv/bin/python -c "import lnbits, importlib.metadata as m; assert m.version('lnbits')=='1.6.2'" 2>/dev/null; then
+# (Checked without importing lnbits, which alone takes seconds.)
+lnbits_ok="import importlib.metadata as m, importlib.util as u
+assert m.version('lnbits') == '1.6.2' and u.find_spec('lnbits') is not None"
+if ! .lnbits-venv/bin/python -c "$lnbits_ok" 2>/dev/null; then
   say "building .lnbits-venv (LNbits 1.6.2, FakeWallet for tests and the demo)"
   rm -rf .lnbits-venv
   uv venv -q -p python3.11 .lnbits-venv
