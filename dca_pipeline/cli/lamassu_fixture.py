@@ -8,14 +8,9 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from dca_pipeline.cli.arguments import iso_day
+
 DEFAULT_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
 def _dbname(text: str) -> str:
@@ -56,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cash-ins-per-day", type=int, default=None,
                    help="default: half of --per-day")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--start", type=_day, default=date(2025, 6, 9), metavar="YYYY-MM-DD")
+    p.add_argument("--start", type=iso_day, default=date(2025, 6, 9), metavar="YYYY-MM-DD")
     p.add_argument("--export-dir", type=Path, help="write the three CSV exports here")
     p.add_argument("--export-only", action="store_true",
                    help="do not create the database; export an existing one")

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, time
+from datetime import time
 from pathlib import Path
 
+from dca_pipeline.cli.arguments import iso_day
+
 EXIT_REFUSED = 2
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
 def _clock(text: str) -> time:
@@ -49,10 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--commission", type=Path, help="commission recipients (basis points)"
     )
     p.add_argument(
-        "--from", dest="first_day", type=_day, required=True, metavar="YYYY-MM-DD"
+        "--from", dest="first_day", type=iso_day, required=True, metavar="YYYY-MM-DD"
     )
     p.add_argument(
-        "--to", dest="last_day", type=_day, required=True, metavar="YYYY-MM-DD"
+        "--to", dest="last_day", type=iso_day, required=True, metavar="YYYY-MM-DD"
     )
     p.add_argument("--timezone", default="America/Guatemala")
     p.add_argument("--fixed-run-time", type=_clock, default=time(9, 0), metavar="HH:MM")
