@@ -40,7 +40,11 @@ from dca_pipeline.domain.money import (
 )
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.lamassu.csv_io import ExportRefused, read_export
-from dca_pipeline.lamassu.validation import eligible_cash_outs, validate_cash_outs
+from dca_pipeline.lamassu.validation import (
+    eligible_cash_outs,
+    parse_timestamp,
+    validate_cash_outs,
+)
 
 #: Settings in clients.csv and the commission file carry no history: they hold from the start.
 SINCE_ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,18 +83,12 @@ def _read_table(path: Path, required: Sequence[str]) -> list[dict[str, str | Non
     header = reader.fieldnames or []
     missing = [c for c in required if c not in header]
     if missing:
-        raise InputRefused(
-            f"{path.name}: missing required column(s): {', '.join(missing)}"
-        )
+        raise InputRefused(f"{path.name}: missing required column(s): {', '.join(missing)}")
     rows = []
     for row in reader:
         if None in row:  # more fields than the header has
-            raise InputRefused(
-                f"{path.name}: line {reader.line_num}: more fields than the header"
-            )
-        rows.append(
-            {k: (v.strip() or None) if v is not None else None for k, v in row.items()}
-        )
+            raise InputRefused(f"{path.name}: line {reader.line_num}: more fields than the header")
+        rows.append({k: (v.strip() or None) if v is not None else None for k, v in row.items()})
     return rows
 
 
@@ -101,94 +99,61 @@ def _field(path: Path, line: int, row: dict[str, str | None], name: str) -> str:
     return value
 
 
-def _parse_with(
-    path: Path, line: int, what: str, parse: Callable[[str], object], text: str
-):
+def _parse_with(path: Path, line: int, what: str, parse: Callable[[str], object], text: str):
     try:
         return parse(text)
     except (MoneyParseError, ValueError) as exc:
         raise InputRefused(f"{path.name}: row {line}: bad {what} {text!r}") from exc
 
 
-def parse_timestamp(text: str) -> datetime:
-    """An ISO-8601 instant with an explicit offset (``+00``, ``-06:00``, ``Z``) → aware UTC."""
-    candidate = text.strip().replace("Z", "+00:00")
-    if len(candidate) >= 3 and candidate[-3] in "+-" and candidate[-2:].isdigit():
-        candidate += ":00"  # PostgreSQL prints "+00"
-    parsed = datetime.fromisoformat(candidate)
-    if parsed.tzinfo is None:
-        raise ValueError("timestamp without a UTC offset")
-    return parsed.astimezone(UTC)
-
-
 def load_clients(path: Path, rules: BusinessRules) -> list[ClientChange]:
-    rows = _read_table(
-        path, ("client_id", "mode", "status", "daily_limit", "wallet_id")
-    )
+    rows = _read_table(path, ("client_id", "mode", "status", "daily_limit", "wallet_id"))
     changes: list[ClientChange] = []
     seen: set[str] = set()
     for line, row in enumerate(rows, start=2):
         client_id = _field(path, line, row, "client_id")
         if client_id in seen:
-            raise InputRefused(
-                f"{path.name}: row {line}: client_id {client_id!r} appears twice"
-            )
+            raise InputRefused(f"{path.name}: row {line}: client_id {client_id!r} appears twice")
         seen.add(client_id)
         _field(path, line, row, "wallet_id")
         mode = _field(path, line, row, "mode")
         status = _field(path, line, row, "status")
         if mode not in ("flow", "fixed"):
-            raise InputRefused(
-                f"{path.name}: row {line}: mode must be flow or fixed, not {mode!r}"
-            )
+            raise InputRefused(f"{path.name}: row {line}: mode must be flow or fixed, not {mode!r}")
         if status not in ("active", "paused"):
             raise InputRefused(
                 f"{path.name}: row {line}: status must be active or paused, not {status!r}"
             )
         limit = None
         if row.get("daily_limit") is not None:
-            limit = _parse_with(
-                path, line, "daily_limit", parse_cents, row["daily_limit"] or ""
-            )
+            limit = _parse_with(path, line, "daily_limit", parse_cents, row["daily_limit"] or "")
             if limit <= 0:
-                raise InputRefused(
-                    f"{path.name}: row {line}: daily_limit must be positive"
-                )
+                raise InputRefused(f"{path.name}: row {line}: daily_limit must be positive")
             if limit > rules.max_daily_cents:
                 raise InputRefused(
                     f"{path.name}: row {line}: daily_limit above the system maximum "
                     f"({format_cents(rules.max_daily_cents)})"
                 )
         if mode == "fixed" and limit is None:
-            raise InputRefused(
-                f"{path.name}: row {line}: a fixed client needs a daily_limit"
-            )
+            raise InputRefused(f"{path.name}: row {line}: a fixed client needs a daily_limit")
         changes.append(ClientChange(client_id, SINCE_ALWAYS, mode, status, limit))  # type: ignore[arg-type]
     return changes
 
 
 def load_deposits(path: Path, client_ids: Iterable[str]) -> list[Deposit]:
-    rows = _read_table(
-        path, ("deposit_id", "client_id", "amount", "status", "confirmed_at")
-    )
+    rows = _read_table(path, ("deposit_id", "client_id", "amount", "status", "confirmed_at"))
     known = set(client_ids)
     deposits: list[Deposit] = []
     seen: set[str] = set()
     for line, row in enumerate(rows, start=2):
         deposit_id = _field(path, line, row, "deposit_id")
         if deposit_id in seen:
-            raise InputRefused(
-                f"{path.name}: row {line}: deposit_id {deposit_id!r} appears twice"
-            )
+            raise InputRefused(f"{path.name}: row {line}: deposit_id {deposit_id!r} appears twice")
         seen.add(deposit_id)
         client_id = _field(path, line, row, "client_id")
         if client_id not in known:
-            raise InputRefused(
-                f"{path.name}: row {line}: unknown client_id {client_id!r}"
-            )
-        amount = _parse_with(
-            path, line, "amount", parse_cents, _field(path, line, row, "amount")
-        )
+            raise InputRefused(f"{path.name}: row {line}: unknown client_id {client_id!r}")
+        amount = _parse_with(path, line, "amount", parse_cents, _field(path, line, row, "amount"))
         if amount <= 0:
             raise InputRefused(f"{path.name}: row {line}: amount must be positive")
         status = _field(path, line, row, "status")
@@ -307,19 +272,14 @@ def write_outputs(
     _write_csv_atomically(
         out_dir / "allocation_lines.csv",
         ("seq", "source_id", "kind", "recipient_id", "fiat_cents", "sats"),
-        (
-            (x.seq, x.source_id, x.kind, x.recipient_id or "", x.fiat_cents, x.sats)
-            for x in lines
-        ),
+        ((x.seq, x.source_id, x.kind, x.recipient_id or "", x.fiat_cents, x.sats) for x in lines),
     )
     _write_csv_atomically(
         out_dir / "balances.csv",
         ("client_id", "remaining_cents"),
         sorted(result.balances(deposits).items()),
     )
-    _write_csv_atomically(
-        out_dir / "quarantine.csv", ("source_id", "reason"), quarantine
-    )
+    _write_csv_atomically(out_dir / "quarantine.csv", ("source_id", "reason"), quarantine)
     return len(lines)
 
 
