@@ -12,6 +12,7 @@ loop only when the products provably fit in 63 bits). Property tests prove they 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -74,9 +75,7 @@ def largest_remainder_np(total: int, weights: Int64Array) -> Int64Array:
         if weight_sum * n <= INT64_LIMIT:
             # One unique key per party: remainder first, then the lower index wins the tie.
             # The `leftover` largest keys are exactly the winners; no sort, no index arrays.
-            keys = remainders * n + _REVERSED_INDEX[n] if n in _REVERSED_INDEX else (
-                remainders * n + np.arange(n - 1, -1, -1, dtype=np.int64)
-            )
+            keys = remainders * n + _reversed_index(n)
             threshold = np.partition(keys, n - leftover)[n - leftover]
             shares += keys >= threshold
         else:
@@ -84,8 +83,12 @@ def largest_remainder_np(total: int, weights: Int64Array) -> Int64Array:
     return shares
 
 
-# (n-1, …, 0) for common party counts, built once instead of on every split.
-_REVERSED_INDEX = {n: np.arange(n - 1, -1, -1, dtype=np.int64) for n in range(1, 2049)}
+@lru_cache(maxsize=64)
+def _reversed_index(n: int) -> Int64Array:
+    """(n-1, …, 0), built once per party count on first use (read-only: shared between calls)."""
+    index = np.arange(n - 1, -1, -1, dtype=np.int64)
+    index.flags.writeable = False
+    return index
 
 
 def _top_indices(values: Int64Array, k: int) -> Int64Array:
