@@ -90,3 +90,24 @@ def fresh_pg_database(postgres_server_dsn: str) -> Iterator[Callable[[str], str]
                     )
         finally:
             admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty ledger URL on SQLite and on the real PostgreSQL (the test runs twice)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    make = request.getfixturevalue("fresh_pg_database")
+    return make("ledger").replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture
+def ledger(ledger_url: str):  # type: ignore[no-untyped-def]
+    """A migrated :class:`LedgerResource` on SQLite and on PostgreSQL (parametrized)."""
+    from dca_pipeline.ledger.database import LedgerResource, ledger_engine
+
+    resource = LedgerResource(url=ledger_url)
+    resource.engine()
+    yield resource
+    # Close pooled connections so PostgreSQL can drop the database at teardown.
+    ledger_engine(ledger_url).dispose()

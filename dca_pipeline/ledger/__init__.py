@@ -1,0 +1,1 @@
+"""The ledger: system of record for clients, deposits, landed rows, allocations and payouts."""

@@ -1,0 +1,315 @@
+"""The ledger: the system of record (SQLAlchemy Core; SQLite by default, PostgreSQL in production).
+
+One ``metadata`` for every table, grouped by stage in the order money flows:
+
+1. **admin** — clients (and their settings history), deposits, commission versions. Edited only
+   through :mod:`dca_pipeline.cli.admin` / :mod:`dca_pipeline.ledger.admin`.
+2. **landing** — Lamassu rows landed unchanged, validated cash-outs, quarantine (ingestion).
+3. **allocation** — append-only allocation events and lines (what each person is owed).
+4. **payouts** — one payout per recipient wallet per run, the lines it pays, LNbits evidence.
+
+Invariants live in the database as well as in Python: keys, foreign keys, CHECKs, and (added by
+the migrations) triggers that make the allocation ledger append-only. The Alembic migrations in
+``ledger/migrations`` create exactly this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from dca_pipeline.ledger.types import Money, SurrogateKey, UtcDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# --------------------------------------------------------------------------- 1. admin
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.Text, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=True),
+    sa.Column("lnbits_user_id", sa.Text, nullable=False),
+    # Immutable once the client has an allocation line (enforced in ledger/admin.py).
+    sa.Column("wallet_id", sa.Text, nullable=False),
+    # Secret: the payout creates invoices on the client's wallet with it. Never printed/logged.
+    sa.Column("invoice_key", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("length(client_id) > 0", name="client_id_not_empty"),
+    sa.CheckConstraint("length(wallet_id) > 0", name="wallet_id_not_empty"),
+    sa.CheckConstraint("length(invoice_key) > 0", name="invoice_key_not_empty"),
+)
+
+#: Mode/status/limit history: each row holds from ``effective_at`` until the client's next row.
+client_settings = sa.Table(
+    "client_settings",
+    metadata,
+    sa.Column("change_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("client_id", sa.Text, sa.ForeignKey("clients.client_id"), nullable=False),
+    sa.Column("effective_at", UtcDateTime, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("daily_limit_cents", Money, nullable=True),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.UniqueConstraint("client_id", "effective_at"),
+    sa.CheckConstraint("mode IN ('flow', 'fixed')", name="mode"),
+    sa.CheckConstraint("status IN ('active', 'paused')", name="status"),
+    sa.CheckConstraint(
+        # NULL > 0 is NULL, which a CHECK accepts: hence the explicit IS NOT NULL.
+        "(mode = 'fixed' AND daily_limit_cents IS NOT NULL AND daily_limit_cents > 0) OR "
+        "(mode = 'flow' AND daily_limit_cents IS NULL)",
+        name="fixed_needs_limit",
+    ),
+)
+
+#: A confirmed deposit is never edited: a correction is a new ``kind='correction'`` row
+#: (negative or positive) that names the deposit it corrects.
+deposits = sa.Table(
+    "deposits",
+    metadata,
+    sa.Column("deposit_id", sa.Text, primary_key=True),
+    sa.Column("client_id", sa.Text, sa.ForeignKey("clients.client_id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False, server_default="deposit"),
+    sa.Column("amount_cents", Money, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("confirmed_at", UtcDateTime, nullable=True),
+    sa.Column(
+        "corrects_deposit_id", sa.Text, sa.ForeignKey("deposits.deposit_id"), nullable=True
+    ),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("kind IN ('deposit', 'correction')", name="kind"),
+    sa.CheckConstraint("status IN ('pending', 'confirmed')", name="status"),
+    sa.CheckConstraint(
+        "(status = 'confirmed') = (confirmed_at IS NOT NULL)", name="confirmed_has_time"
+    ),
+    sa.CheckConstraint(
+        "(kind = 'deposit' AND amount_cents > 0 AND corrects_deposit_id IS NULL) OR "
+        "(kind = 'correction' AND amount_cents <> 0 AND corrects_deposit_id IS NOT NULL)",
+        name="amount_by_kind",
+    ),
+)
+
+commission_versions = sa.Table(
+    "commission_versions",
+    metadata,
+    sa.Column("version_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("effective_at", UtcDateTime, nullable=False, unique=True),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+commission_recipients = sa.Table(
+    "commission_recipients",
+    metadata,
+    sa.Column(
+        "version_id",
+        SurrogateKey,
+        sa.ForeignKey("commission_versions.version_id"),
+        primary_key=True,
+    ),
+    sa.Column("recipient_id", sa.Text, primary_key=True),
+    sa.Column("wallet_id", sa.Text, nullable=False),
+    # Secret, like clients.invoice_key.
+    sa.Column("invoice_key", sa.Text, nullable=False),
+    sa.Column("basis_points", sa.Integer, nullable=False),
+    sa.CheckConstraint("basis_points BETWEEN 1 AND 10000", name="basis_points_range"),
+)
+
+# --------------------------------------------------------------------------- 2. landing
+#: Lamassu rows exactly as exported (every column, unknown ones too), latest version per id.
+lamassu_raw_rows = sa.Table(
+    "lamassu_raw_rows",
+    metadata,
+    sa.Column("source_table", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("created", UtcDateTime, nullable=True),
+    sa.Column("business_day", sa.Date, nullable=True, index=True),
+    sa.Column("row_json", sa.Text, nullable=False),
+    sa.Column("row_sha256", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("first_seen_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint(
+        "source_table IN ('cash_out_txs', 'cash_out_actions', 'cash_in_txs')", name="source_table"
+    ),
+)
+
+#: Every distinct version ever seen of a Lamassu row (append-only): nothing landed is lost.
+lamassu_raw_revisions = sa.Table(
+    "lamassu_raw_revisions",
+    metadata,
+    sa.Column("source_table", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("row_json", sa.Text, nullable=False),
+    sa.Column("row_sha256", sa.Text, nullable=False),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+)
+
+#: Parsed cash-outs (business-rules §2/§3); one row per Lamassu id, re-validated on every fetch.
+validated_cash_outs = sa.Table(
+    "validated_cash_outs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("crypto_code", sa.Text, nullable=False),
+    sa.Column("fiat_code", sa.Text, nullable=False),
+    sa.Column("created", UtcDateTime, nullable=False),
+    sa.Column("confirmed_at", UtcDateTime, nullable=True),
+    sa.Column("dispense_at", UtcDateTime, nullable=True),
+    sa.Column("event_time", UtcDateTime, nullable=False, index=True),
+    sa.Column("business_day", sa.Date, nullable=False, index=True),
+    sa.Column("fiat_cents", Money, nullable=False),
+    sa.Column("crypto_atoms", Money, nullable=False),
+    sa.Column("commission_percentage", sa.Text, nullable=True),
+    sa.Column("discount", sa.Integer, nullable=True),
+    sa.Column("principal_sats", Money, nullable=False),
+    sa.Column("commission_sats", Money, nullable=False),
+    sa.Column("raw_ticker_price", sa.Text, nullable=True),
+    sa.Column("ticker_principal_sats", Money, nullable=True),
+    sa.Column("ticker_deviation", sa.Boolean, nullable=False),
+    sa.Column("dispense", sa.Boolean, nullable=False),
+    sa.Column("dispense_confirmed", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("eligible", sa.Boolean, nullable=False),
+    sa.Column("ineligible_reason", sa.Text, nullable=True),
+    sa.Column("validated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("principal_sats + commission_sats = crypto_atoms", name="sats_add_up"),
+    sa.CheckConstraint("fiat_cents >= 0 AND crypto_atoms >= 0", name="non_negative"),
+)
+
+#: Rows that break the schema (§8): kept with the reason and the raw row, never dropped.
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("quarantine_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("source_table", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("business_day", sa.Date, nullable=True, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw_row", sa.Text, nullable=False),
+    sa.Column("row_sha256", sa.Text, nullable=False),
+    sa.Column("first_seen_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    # Resolved when a later version of the row validates (or an operator dismisses it).
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("source_table", "source_id", "row_sha256"),
+)
+
+# --------------------------------------------------------------------------- 3. allocation
+#: One row per allocated source event (a cash-out, or the fixed run of a day), with its inputs.
+allocation_events = sa.Table(
+    "allocation_events",
+    metadata,
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("source_kind", sa.Text, nullable=False),
+    sa.Column("event_time", UtcDateTime, nullable=False),
+    # 0 = cash-out, 1 = fixed run: a cash-out and a fixed run at the same instant sort cash-out
+    # first (§10). (event_time, event_rank, source_id) is the processing order.
+    sa.Column("event_rank", sa.Integer, nullable=False),
+    sa.Column("business_day", sa.Date, nullable=False, index=True),
+    sa.Column("fiat_cents", Money, nullable=False),
+    sa.Column("principal_sats", Money, nullable=False),
+    sa.Column("commission_sats", Money, nullable=False),
+    sa.Column("inputs_json", sa.Text, nullable=False),
+    sa.Column("allocated_at", UtcDateTime, nullable=False),
+    sa.Column("dagster_run_id", sa.Text, nullable=True),
+    sa.CheckConstraint("source_kind IN ('cash_out', 'fixed')", name="source_kind"),
+    sa.CheckConstraint(
+        "(source_kind = 'cash_out' AND event_rank = 0) OR "
+        "(source_kind = 'fixed' AND event_rank = 1)",
+        name="rank_by_kind",
+    ),
+    sa.UniqueConstraint("event_time", "event_rank", "source_id"),
+)
+
+#: Append-only: a line is never updated or deleted; a correction is a new compensating line.
+allocation_lines = sa.Table(
+    "allocation_lines",
+    metadata,
+    sa.Column("line_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column(
+        "source_id", sa.Text, sa.ForeignKey("allocation_events.source_id"), nullable=False
+    ),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    # client_id (flow/fixed) or commission recipient_id; NULL for unallocated.
+    sa.Column("recipient_id", sa.Text, nullable=True),
+    # The wallet this line is paid to, fixed when the line is written; NULL for unallocated.
+    sa.Column("wallet_id", sa.Text, nullable=True),
+    sa.Column("business_day", sa.Date, nullable=False, index=True),
+    sa.Column("fiat_cents", Money, nullable=False),
+    sa.Column("sats", Money, nullable=False),
+    sa.Column(
+        "compensates_line_id",
+        SurrogateKey,
+        sa.ForeignKey("allocation_lines.line_id"),
+        nullable=True,
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("source_id", "line_no"),
+    sa.CheckConstraint(
+        "kind IN ('flow', 'fixed', 'commission', 'unallocated')", name="kind"
+    ),
+    sa.CheckConstraint(
+        "(kind = 'unallocated' AND recipient_id IS NULL AND wallet_id IS NULL) OR "
+        "(kind <> 'unallocated' AND recipient_id IS NOT NULL AND wallet_id IS NOT NULL)",
+        name="recipient_by_kind",
+    ),
+    sa.CheckConstraint(
+        "compensates_line_id IS NOT NULL OR (fiat_cents >= 0 AND sats >= 0)",
+        name="non_negative_unless_compensating",
+    ),
+)
+
+# --------------------------------------------------------------------------- 4. payouts
+#: One payout per recipient wallet per payout run; the id is deterministic (see payouts/).
+payouts = sa.Table(
+    "payouts",
+    metadata,
+    sa.Column("payout_id", sa.Text, primary_key=True),
+    sa.Column("wallet_id", sa.Text, nullable=False, index=True),
+    sa.Column("recipient_kind", sa.Text, nullable=False),
+    sa.Column("recipient_id", sa.Text, nullable=False),
+    sa.Column("sats", Money, nullable=False),
+    sa.Column("fiat_cents", Money, nullable=False),
+    sa.Column("memo", sa.Text, nullable=False),
+    # planned → invoiced → paid | failed (permanent); dry_run rows never move.
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("bolt11", sa.Text, nullable=True),
+    sa.Column("payment_hash", sa.Text, nullable=True, unique=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("invoiced_at", UtcDateTime, nullable=True),
+    sa.Column("settled_at", UtcDateTime, nullable=True),
+    sa.Column("dagster_run_id", sa.Text, nullable=True),
+    sa.CheckConstraint("recipient_kind IN ('client', 'commission')", name="recipient_kind"),
+    sa.CheckConstraint(
+        "status IN ('planned', 'invoiced', 'paid', 'failed', 'dry_run')", name="status"
+    ),
+    sa.CheckConstraint("sats > 0", name="positive_sats"),
+    sa.CheckConstraint(
+        "status NOT IN ('invoiced', 'paid') OR (bolt11 IS NOT NULL AND payment_hash IS NOT NULL)",
+        name="invoice_before_pay",
+    ),
+)
+
+#: Which lines a payout pays. A line is paid by at most one payout (primary key).
+payout_lines = sa.Table(
+    "payout_lines",
+    metadata,
+    sa.Column(
+        "line_id", SurrogateKey, sa.ForeignKey("allocation_lines.line_id"), primary_key=True
+    ),
+    sa.Column("payout_id", sa.Text, sa.ForeignKey("payouts.payout_id"), nullable=False, index=True),
+)
