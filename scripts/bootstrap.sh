@@ -10,6 +10,8 @@ missing_apt=()
 [ -x /usr/sbin/sshd ] || missing_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null || missing_apt+=(openssh-client)
 command -v psql >/dev/null || missing_apt+=(postgresql-client)
+# Headless browser for the UI test (dca_pipeline_tests/frontdoor): Debian's own build, never a download.
+command -v chromium >/dev/null || missing_apt+=(chromium)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   say "apt-get install ${missing_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
