@@ -1,0 +1,156 @@
+"""The production files in ``deploy/`` agree with the code they deploy (no servers started).
+
+The end-to-end proofs are elsewhere in this folder: the pipeline on a dagster-postgres instance
+built from ``deploy/dagster.postgres.yaml`` (``test_postgres_instance.py``) and the UI served
+through the gRPC code-server topology of ``deploy/workspace.grpc.yaml`` (``test_ui_browser.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SYSTEMD = DEPLOY / "systemd"
+ENV_TEMPLATE = SYSTEMD / "dca-pipeline.env.example"
+UNITS = sorted(SYSTEMD.glob("*.service"))
+INSTALL_ROOT = "/opt/dca-pipeline"
+ENV_FILE = "/etc/dca-pipeline/dca-pipeline.env"
+
+# Variables the pipeline reads: EnvVar("X"), os.environ["X"] / .get("X"), os.getenv("X") and the
+# settings helper env("X", default). Test harnesses (testing/) are not deployed.
+ENV_READ = re.compile(
+    r"""(?:EnvVar\(|environ(?:\.get)?[\[(]|getenv\(|\benv\()\s*["']([A-Z][A-Z0-9_]+)["']"""
+)
+# Names that look like variables in the code but are not settings of a deployment.
+NOT_DEPLOYMENT_SETTINGS = {"LNBITS_PYTHON", "DCA_NOSTR_RELAY_BIN"}
+SECRET_WORDS = ("KEY", "PASSWORD", "SECRET", "DSN", "TOKEN", "_URL")
+
+
+def template_variables() -> dict[str, str]:
+    values = {}
+    for line in ENV_TEMPLATE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def variables_read_by_the_code() -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "dca_pipeline").rglob("*.py"):
+        if "testing" in path.relative_to(ROOT / "dca_pipeline").parts:
+            continue
+        names.update(ENV_READ.findall(path.read_text()))
+    return names - NOT_DEPLOYMENT_SETTINGS
+
+
+def unit_settings(path: Path) -> dict[str, str]:
+    """``Key=value`` of a unit file, continuation lines joined (enough for these units)."""
+    text = path.read_text().replace("\\\n", " ")
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = " ".join(value.split())
+    return settings
+
+
+def test_the_environment_template_lists_every_variable_the_code_reads() -> None:
+    read = variables_read_by_the_code()
+    assert {"DCA_LEDGER_URL", "DCA_TIMEZONE"} <= read  # the scan itself works
+    missing = sorted(read - set(template_variables()))
+    assert not missing, f"add to {ENV_TEMPLATE.relative_to(ROOT)}: {missing}"
+
+
+def test_the_environment_template_holds_no_secret() -> None:
+    checked = 0
+    for name, value in template_variables().items():
+        if not any(word in name for word in SECRET_WORDS):
+            continue
+        checked += 1
+        visible = re.sub(r"<[^>]*>", "", value)  # <...> marks what the operator fills in
+        assert not re.search(r"://[^/@:]+:[^/@]+@", visible), f"password in {name}"
+        assert not re.search(r"[A-Za-z0-9+_-]{24,}", visible), f"key or token in {name}"
+    assert checked >= 5
+
+
+def test_every_instance_variable_of_the_postgres_instance_is_in_the_template() -> None:
+    text = (DEPLOY / "dagster.postgres.yaml").read_text()
+    used = set(re.findall(r"env:\s*([A-Z][A-Z0-9_]+)", text))
+    assert used == {"DAGSTER_PG_URL", "DCA_DAGSTER_LOG_DIR"}
+    assert used <= set(template_variables())
+    assert template_variables()["DAGSTER_PG_URL"].startswith("postgresql+psycopg2://")
+
+
+def test_the_postgres_instance_keeps_the_run_queue_of_the_embedded_default() -> None:
+    embedded = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    production = yaml.safe_load((DEPLOY / "dagster.postgres.yaml").read_text())
+    assert production["run_coordinator"] == embedded["run_coordinator"]
+    limits = production["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {"key": "dca/payout", "limit": 1} in limits
+    assert production["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    assert production["run_monitoring"]["enabled"] is True
+    assert "storage" not in embedded  # the embedded default stays SQLite under DAGSTER_HOME
+
+
+def test_the_grpc_workspace_points_at_the_code_server_unit() -> None:
+    workspace = yaml.safe_load((DEPLOY / "workspace.grpc.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    server = entry["grpc_server"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert server["location_name"] == pyproject["tool"]["dg"]["project"]["code_location_name"]
+    assert server["host"] == "127.0.0.1"
+    code_server = unit_settings(SYSTEMD / "dca-pipeline-code-server.service")["ExecStart"]
+    assert f"--host {server['host']} --port {server['port']}" in code_server
+    assert "--module-name dca_pipeline.definitions" in code_server
+
+
+def test_units_bind_loopback_read_the_env_file_and_use_the_grpc_workspace() -> None:
+    assert {unit.name for unit in UNITS} == {
+        "dca-pipeline-code-server.service",
+        "dca-pipeline-daemon.service",
+        "dca-pipeline-webserver.service",
+    }
+    for unit in UNITS:
+        settings = unit_settings(unit)
+        assert settings["EnvironmentFile"] == ENV_FILE, unit.name
+        assert settings["KillSignal"] == "SIGINT", unit.name  # Dagster's graceful stop
+        assert settings["PartOf"] == "dca-pipeline.target", unit.name
+        exec_start = settings["ExecStart"]
+        assert exec_start.startswith(f"{INSTALL_ROOT}/.venv/bin/"), unit.name
+        # The binary exists in this checkout's venv (the units name real commands).
+        binary = exec_start.split()[0].replace(INSTALL_ROOT, str(ROOT))
+        assert Path(binary).exists(), binary
+        if "grpc" not in unit.name and "code-server" not in unit.name:
+            assert f"--workspace {INSTALL_ROOT}/deploy/workspace.grpc.yaml" in exec_start
+    webserver = unit_settings(SYSTEMD / "dca-pipeline-webserver.service")["ExecStart"]
+    assert "--host 127.0.0.1" in webserver
+
+
+def test_systemd_accepts_the_units(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    (tmp_path / "env").write_text("")
+    for source in [*UNITS, SYSTEMD / "dca-pipeline.target"]:
+        text = source.read_text().replace(ENV_FILE, str(tmp_path / "env"))
+        (tmp_path / source.name).write_text(text.replace(INSTALL_ROOT, str(ROOT)))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *sorted(str(p) for p in tmp_path.glob("dca-*"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # systemd-analyze exits 0 on unknown keys; its complaints are the signal.
+    complaints = [
+        line for line in (result.stdout + result.stderr).splitlines() if str(tmp_path) in line
+    ]
+    assert result.returncode == 0 and not complaints, result.stdout + result.stderr
