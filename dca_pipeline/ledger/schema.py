@@ -313,3 +313,63 @@ payout_lines = sa.Table(
     ),
     sa.Column("payout_id", sa.Text, sa.ForeignKey("payouts.payout_id"), nullable=False, index=True),
 )
+
+#: Every invoice ever made for a payout (a payout gets a new one when LNbits loses the old one,
+#: e.g. on restart). Reconciliation asks LNbits about *all* of them before paying again.
+payout_attempts = sa.Table(
+    "payout_attempts",
+    metadata,
+    sa.Column("payout_id", sa.Text, sa.ForeignKey("payouts.payout_id"), primary_key=True),
+    sa.Column("attempt_no", sa.Integer, primary_key=True),
+    sa.Column("payment_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("bolt11", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # NULL while open; then paid | dead (LNbits lost/expired it, proven unpaid) | failed.
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("outcome_detail", sa.Text, nullable=True),
+    sa.Column("outcome_at", UtcDateTime, nullable=True),
+    sa.CheckConstraint("outcome IS NULL OR outcome IN ('paid', 'dead', 'failed')", name="outcome"),
+)
+
+#: One payout writer at a time, on SQLite and PostgreSQL alike: a lease row taken with one
+#: conditional UPDATE (atomic on both), renewed during the run, expiring if its holder dies.
+payout_lease = sa.Table(
+    "payout_lease",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=True),
+    sa.Column("acquired_at", UtcDateTime, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+)
+
+#: The operator's pause switch (besides env DCA_PAYOUTS_PAUSED): stops payouts, not ingestion.
+payout_control = sa.Table(
+    "payout_control",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+#: What a dry run would pay. Kept apart from payouts/payout_lines on purpose: a dry run must not
+#: claim lines, or they would never be paid.
+payout_dry_runs = sa.Table(
+    "payout_dry_runs",
+    metadata,
+    sa.Column("row_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", sa.Text, nullable=False, index=True),
+    # Set for a payout that already exists and is still unpaid; NULL for a would-be new one.
+    sa.Column("payout_id", sa.Text, nullable=True),
+    sa.Column("wallet_id", sa.Text, nullable=False),
+    sa.Column("recipient_kind", sa.Text, nullable=False),
+    sa.Column("recipient_id", sa.Text, nullable=False),
+    sa.Column("sats", Money, nullable=False),
+    sa.Column("fiat_cents", Money, nullable=False),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    sa.Column("memo", sa.Text, nullable=False),
+    # Could the source wallet cover the whole plan when it was made?
+    sa.Column("funded", sa.Boolean, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("dagster_run_id", sa.Text, nullable=True),
+)
