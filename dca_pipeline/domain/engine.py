@@ -93,15 +93,23 @@ class ClientChange:
 
 @dataclass(frozen=True)
 class Deposit:
-    """A confirmed deposit; it counts for events at or after ``confirmed_at``."""
+    """A confirmed deposit; it counts for events at or after ``confirmed_at``.
+
+    ``correction``: a compensating entry for an earlier deposit (a confirmed deposit is never
+    edited). Only a correction may be negative; a client whose corrected balance is at or
+    below zero simply takes no part in later events.
+    """
 
     deposit_id: str
     client_id: str
     amount_cents: int
     confirmed_at: datetime
+    correction: bool = False
 
     def __post_init__(self) -> None:
-        if self.amount_cents <= 0:
+        if self.correction and self.amount_cents == 0:
+            raise EngineError(f"deposit {self.deposit_id}: a correction must not be zero")
+        if not self.correction and self.amount_cents <= 0:
             raise EngineError(f"deposit {self.deposit_id}: amount must be positive")
         if self.confirmed_at.tzinfo is None:
             raise EngineError(
@@ -315,7 +323,8 @@ class _Clients:
             self._next_deposit += 1
 
     def remaining(self) -> Int64Array:
-        # Never negative by construction: allocations are capped at the remaining balance.
+        # Allocations are capped at the remaining balance, so only a negative correction can
+        # make this negative; every split selects clients with remaining > 0.
         return self.deposited - self.allocated
 
 

@@ -271,6 +271,27 @@ allocation_lines = sa.Table(
     ),
 )
 
+#: What re-materializing found that needs an operator: a recomputation that differs from the
+#: ledger (``mismatch``), an eligible cash-out that appeared before the last allocated event
+#: (``late``), an allocated cash-out that is no longer eligible (``revoked``). Allocation lines
+#: are never rewritten because of an issue; a blocking asset check fails while one is open.
+allocation_issues = sa.Table(
+    "allocation_issues",
+    metadata,
+    sa.Column("issue_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.Text, nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("business_day", sa.Date, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("detected_at", UtcDateTime, nullable=False),
+    sa.Column("dagster_run_id", sa.Text, nullable=True),
+    # Closed when a later recomputation no longer finds it, or an operator acknowledges it.
+    sa.Column("closed_at", UtcDateTime, nullable=True),
+    sa.Column("resolution", sa.Text, nullable=True),
+    sa.CheckConstraint("kind IN ('mismatch', 'late', 'revoked')", name="kind"),
+    sa.CheckConstraint("(closed_at IS NULL) = (resolution IS NULL)", name="closed_has_resolution"),
+)
+
 # --------------------------------------------------------------------------- 4. payouts
 #: One payout per recipient wallet per payout run; the id is deterministic (see payouts/).
 payouts = sa.Table(
