@@ -29,6 +29,8 @@ ENV_FILE = "/etc/dca-pipeline/dca-pipeline.env"
 ENV_READ = re.compile(
     r"""(?:EnvVar\(|environ(?:\.get)?[\[(]|getenv\(|\benv\()\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
+# Constants that hold a variable's name, e.g. PAUSE_ENV = "DCA_PAYOUTS_PAUSED".
+NAME_CONSTANT = re.compile(r"""["']((?:DCA|LAMASSU|DAGSTER_PG)_[A-Z0-9_]+)["']""")
 # Names that look like variables in the code but are not settings of a deployment.
 NOT_DEPLOYMENT_SETTINGS = {"LNBITS_PYTHON", "DCA_NOSTR_RELAY_BIN"}
 SECRET_WORDS = ("KEY", "PASSWORD", "SECRET", "DSN", "TOKEN", "_URL")
@@ -48,7 +50,8 @@ def variables_read_by_the_code() -> set[str]:
     for path in (ROOT / "dca_pipeline").rglob("*.py"):
         if "testing" in path.relative_to(ROOT / "dca_pipeline").parts:
             continue
-        names.update(ENV_READ.findall(path.read_text()))
+        text = path.read_text()
+        names.update(ENV_READ.findall(text), NAME_CONSTANT.findall(text))
     return names - NOT_DEPLOYMENT_SETTINGS
 
 
