@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "dca_pipeline.cli.simulate",
     "dca_pipeline.cli.admin",
     "dca_pipeline.cli.lamassu_fixture",
+    "dca_pipeline.cli.demo",
 )
 
 
