@@ -62,16 +62,22 @@ class ManagedProcess:
         *,
         env: Mapping[str, str],
         cwd: Path,
-        log_path: Path,
+        log_path: Path | None,
     ) -> None:
+        """``log_path=None``: the output goes to this process's terminal (the demo's UI)."""
         self.command = list(command)
         self.log_path = log_path
+        # setsid: own process group (stopped whole, and the terminal's Ctrl-C reaches only the
+        # caller, which then stops it by PID); env --default-signal: undo the SIG_IGN that
+        # background shells hand down, so SIGINT reaches Dagster.
+        argv = ["setsid", "env", "--default-signal=INT,TERM", *self.command]
+        if log_path is None:
+            self.process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL)
+            return
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                # setsid: own process group (stop it whole); env --default-signal: undo the
-                # SIG_IGN that background shells hand down, so SIGINT reaches Dagster.
-                ["setsid", "env", "--default-signal=INT,TERM", *self.command],
+                argv,
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -88,6 +94,8 @@ class ManagedProcess:
         return self.process.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None:
+            return "(output went to the terminal)"
         try:
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -238,6 +246,27 @@ def start_code_server(
             "127.0.0.1",
             "--port",
             str(port),
+        ],  # fmt: skip
+        env=env,
+        cwd=cwd,
+        log_path=log_path,
+    )
+
+
+def start_dagster_dev(
+    port: int, *, env: Mapping[str, str], log_path: Path | None, cwd: Path = REPO_ROOT
+) -> ManagedProcess:
+    """``dagster dev`` (webserver + daemon + code server) on loopback with ``workspace.yaml``."""
+    return ManagedProcess(
+        [
+            dagster_command("dagster"),
+            "dev",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workspace",
+            str(REPO_ROOT / "workspace.yaml"),
         ],  # fmt: skip
         env=env,
         cwd=cwd,
