@@ -163,3 +163,45 @@ def run_pipeline(
         else:
             outcomes.append(_materialize(defs, instance, "reports", unpartitioned, {}))
     return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dca_pipeline.demo.runner --first-day D --last-day D [--json PATH]``.
+
+    Runs :func:`run_pipeline` on the instance of ``$DAGSTER_HOME`` in a fresh process, so the
+    settings the code location reads at import (``DCA_*``) are the ones in the environment.
+    Exit status 0 when every run succeeded and every check passed, else 1.
+    """
+    import argparse
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from dca_pipeline.definitions import defs
+
+    parser = argparse.ArgumentParser(prog="python -m dca_pipeline.demo.runner")
+    parser.add_argument("--first-day", required=True)
+    parser.add_argument("--last-day", required=True)
+    parser.add_argument("--json", type=Path, help="write the outcomes here")
+    args = parser.parse_args(argv)
+    definitions = defs()
+    partitioned, unpartitioned = asset_keys_by_partitioning(definitions)
+    with dg.DagsterInstance.get() as instance:
+        outcomes = run_pipeline(
+            definitions, instance, first_day=args.first_day, last_day=args.last_day
+        )
+    if args.json:
+        report = {
+            "partitioned": [k.to_user_string() for k in partitioned],
+            "unpartitioned": [k.to_user_string() for k in unpartitioned],
+            "outcomes": [asdict(o) for o in outcomes],
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+    ok = all(o.success for o in outcomes) and not any(o.failed_checks for o in outcomes)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
