@@ -1,0 +1,1 @@
+"""Allocation stage: validated cash-outs → flow/fixed allocations, commission splits, balances."""

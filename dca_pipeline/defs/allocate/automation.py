@@ -1,0 +1,78 @@
+"""Live operation: allocations follow new validated cash-outs and the daily fixed run.
+
+A sensor rather than ``AutomationCondition.eager()``: eager reacts only to upstream updates,
+but here time alone makes work due — a cash-out becomes allocatable ``settle_minutes`` after its
+instant (so a row that turns eligible a little late is still allocated in order), and the fixed
+run is due at its configured local time (plus the settle time, so every cash-out before it is
+final). Eager also only targets the latest partition, while a cash-out that settles after
+midnight still belongs to yesterday. The sensor asks the ledger what is due
+(:func:`dca_pipeline.ledger.allocations.due_range`) and requests ONE run over
+[day of the last allocated event, today]; re-processing the allocated part of that range is a
+recompute-and-compare that changes nothing.
+
+It starts RUNNING: it only writes the allocation ledger, never pays (payouts have their own,
+stopped-by-default trigger and refuse to pay on any failed money check).
+"""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from dca_pipeline.defs.allocate.checks import ALLOCATION_ASSET_KEYS
+from dca_pipeline.defs.settings import BusinessSettings, business_days
+from dca_pipeline.ledger import allocations as al
+from dca_pipeline.ledger.database import LedgerResource
+
+LIVE_TAG = "dca/allocation"
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.sensor(
+    name="allocation_live_sensor",
+    target=list(ALLOCATION_ASSET_KEYS),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Requests one allocation run over [day of the last allocated event, today] whenever a "
+        "validated cash-out has settled or the fixed run's time has passed."
+    ),
+)
+def allocation_live_sensor(
+    context: dg.SensorEvaluationContext, ledger: LedgerResource, settings: BusinessSettings
+) -> dg.SensorResult | dg.SkipReason:
+    in_flight = context.instance.get_run_records(
+        filters=dg.RunsFilter(tags={LIVE_TAG: "live"}, statuses=_IN_FLIGHT), limit=1
+    )
+    if in_flight:
+        return dg.SkipReason("an allocation run is already in flight")
+    now = datetime.now(UTC)
+    due = al.due_range(
+        ledger.engine(),
+        settings.rules(),
+        now=now,
+        settle_minutes=settings.settle_minutes,
+        start_day=business_days.start.date(),
+    )
+    if due is None:
+        return dg.SkipReason("nothing due: no settled unallocated cash-out, no fixed run due")
+    first, last = due
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                # The same work is requested once; anything new (or a later minute) re-requests.
+                run_key=f"allocate:{first}:{last}:{now.strftime('%Y%m%dT%H%M')}",
+                asset_selection=list(ALLOCATION_ASSET_KEYS),
+                tags={
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                    LIVE_TAG: "live",
+                },
+            )
+        ]
+    )
