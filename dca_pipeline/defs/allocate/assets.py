@@ -225,7 +225,7 @@ def allocations(
         last,
         now=now,
         settle_minutes=settings.settle_minutes,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
     )
     context.log.info(
         f"{first}…{last}: {outcome.events_written} event(s) written "
@@ -238,4 +238,6 @@ def allocations(
         summary = al.range_summary(c, first, last)
         balances = al.client_balances(c)
     yield from _results(first, last, outcome, summary, balances)
-    yield from evaluate_money_checks(engine, first, last, outcome, now=now, run_id=context.run_id)
+    yield from evaluate_money_checks(
+        engine, first, last, outcome, now=now, run_id=context.run.run_id
+    )
