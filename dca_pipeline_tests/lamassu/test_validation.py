@@ -109,7 +109,7 @@ def test_ticker_deviation_is_flagged_not_quarantined() -> None:
     assert flagged["ticker_principal_sats"] == 251_860 and flagged["ticker_deviation"]
     close = validate([tx(raw_ticker_price="772812.00000")]).valid.iloc[0]
     assert not close["ticker_deviation"]
-    assert validate([tx(raw_ticker_price="")]).valid.iloc[0]["ticker_principal_sats"] is None
+    assert pd.isna(validate([tx(raw_ticker_price="")]).valid.iloc[0]["ticker_principal_sats"])
 
 
 def test_read_export_keeps_unknown_columns_and_maps_empty_to_null() -> None:
