@@ -95,6 +95,8 @@ class Invoice:
     checking_id: str
     external_id: str
     amount_msat: int
+    #: The wallet LNbits made the invoice on (the key's wallet): checked against the ledger's.
+    wallet_id: str | None = None
 
 
 class PayOutcomeKind(enum.Enum):
@@ -142,6 +144,7 @@ class PaymentStatus:
     memo: str = ""
     bolt11: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    time: str = ""  # LNbits' ISO timestamp of the row
 
     @property
     def outgoing(self) -> bool:
@@ -208,6 +211,7 @@ def _payment_status(row: Mapping[str, Any]) -> PaymentStatus:
         memo=row.get("memo") or "",
         bolt11=row.get("bolt11") or "",
         extra=dict(extra) if isinstance(extra, Mapping) else {},
+        time=str(row.get("time") or ""),
     )
 
 
@@ -397,6 +401,7 @@ class LNbitsClient:
             checking_id=_str_field(body, "checking_id"),
             external_id=external_id,
             amount_msat=amount_msat,
+            wallet_id=body.get("wallet_id") if isinstance(body.get("wallet_id"), str) else None,
         )
 
     # ---------------------------------------------------------------- pay
@@ -485,6 +490,16 @@ class LNbitsClient:
     ) -> list[PaymentStatus]:
         """Every row (failed ones too) with this external_id in the key's wallet, newest first."""
         _validate_external_id(external_id)
+        rows = self.list_payments({"external_id": external_id}, key)
+        # LNbits ignores unknown filters silently; never trust the filter blindly.
+        return [row for row in rows if row.external_id == external_id]
+
+    def list_payments(
+        self, filters: Mapping[str, str], key: str | None = None
+    ) -> list[PaymentStatus]:
+        """Every row (all statuses) of the key's wallet matching LNbits' filter parameters, e.g.
+        ``{"external_id[like]": "po-", "time[ge]": "2026-11-24T06:00:00+00:00"}``. The caller
+        re-checks what matters: LNbits silently ignores filters it does not know."""
         rows: list[PaymentStatus] = []
         offset = 0
         while True:
@@ -492,7 +507,7 @@ class LNbitsClient:
                 "GET",
                 "/api/v1/payments/paginated",
                 key or self._invoice_key,
-                params={"external_id": external_id, "limit": PAGE_SIZE, "offset": offset},
+                params={**filters, "limit": PAGE_SIZE, "offset": offset},
             )
             if response.status_code != 200:
                 raise self._refused(response)
@@ -501,11 +516,7 @@ class LNbitsClient:
             total = page.get("total") if isinstance(page, Mapping) else None
             if not isinstance(data, list) or not isinstance(total, int):
                 raise LNbitsProtocolError("paginated payments answer lacks data/total")
-            for row in data:
-                status = _payment_status(row)
-                # LNbits ignores unknown filters silently; never trust the filter blindly.
-                if status.external_id == external_id:
-                    rows.append(status)
+            rows.extend(_payment_status(row) for row in data)
             offset += len(data)
             if not data or offset >= total:
                 return rows

@@ -459,6 +459,11 @@ class _Run:
             self._fail(payout, f"cannot create the invoice: {exc}")
             return None
         self.hook("after_invoice", payout.payout_id)
+        if invoice.wallet_id != payout.wallet_id:
+            # The ledger's invoice key belongs to another wallet: paying would send the money
+            # to the wrong person. The unpaid invoice is simply never paid.
+            self._fail(payout, "the wallet's invoice key in the ledger belongs to another wallet")
+            return None
         now = _now()
         with self.engine.begin() as c:
             c.execute(
