@@ -36,7 +36,7 @@ clients = sa.Table(
     sa.Column("client_id", sa.Text, primary_key=True),
     sa.Column("display_name", sa.Text, nullable=True),
     sa.Column("lnbits_user_id", sa.Text, nullable=False),
-    # Immutable once the client has an allocation line (enforced in ledger/admin.py).
+    # Immutable once the client has a flow/fixed allocation line (ledger/admin.py + trigger 0100).
     sa.Column("wallet_id", sa.Text, nullable=False),
     # Secret: the payout creates invoices on the client's wallet with it. Never printed/logged.
     sa.Column("invoice_key", sa.Text, nullable=False),
