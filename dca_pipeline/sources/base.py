@@ -89,10 +89,16 @@ def fetch_tables(
 ) -> dict[LamassuTable, bytes]:
     """Fetch several tables for one window (each one complete, or a :class:`SourceError`).
 
-    The tables are separate statements, not one snapshot: a cash-out created between two
-    fetches can have actions without its row (or the reverse). The look-back overlap of the
-    next fetch (business rules §2) reconciles that, so readers must tolerate orphan actions.
+    A source with ``fetch_many`` fetches them over one connection (SSH: one handshake for
+    the three tables; Postgres: one REPEATABLE READ snapshot). Otherwise the tables are
+    separate statements, not one snapshot: a cash-out created between two fetches can have
+    actions without its row (or the reverse). The look-back overlap of the next fetch
+    (business rules §2) reconciles that, so readers must tolerate orphan actions.
     """
+    tables = tuple(LamassuTable(t) for t in tables)
+    fetch_many = getattr(source, "fetch_many", None)
+    if fetch_many is not None:
+        return fetch_many(tables, window)
     return {table: source.fetch_csv(table, window) for table in tables}
 
 

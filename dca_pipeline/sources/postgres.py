@@ -22,6 +22,8 @@ resource with ``dg.EnvVar("LAMASSU_PG_DSN")``; it is masked in ``repr()`` and ne
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import dagster as dg
@@ -37,7 +39,7 @@ from dca_pipeline.sources.base import (
     SourceError,
     TransferError,
 )
-from dca_pipeline.sources.queries import SESSION_SETTINGS_SQL, export_sql
+from dca_pipeline.sources.queries import SESSION_SETTINGS_SQL, export_sql, fingerprint_sql
 
 _AUTH_FAILURE_CODES = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization
 # libpq reports connection-time failures as text only (no SQLSTATE reaches psycopg2).
@@ -94,10 +96,17 @@ class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
     connect_timeout_s: int = 15
     statement_timeout_s: int = 300
 
-    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
-        table = LamassuTable(table)
+    def describe(self) -> str:
+        """Non-secret identification for logs and metadata (host and database only)."""
         try:
-            connection = psycopg2.connect(
+            params = psycopg2.extensions.parse_dsn(self.dsn)
+        except psycopg2.Error:
+            return "postgres (DSN withheld)"
+        return f"postgres {params.get('host', 'local socket')} dbname={params.get('dbname', '?')}"
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        try:
+            return psycopg2.connect(
                 self.dsn,
                 connect_timeout=self.connect_timeout_s,
                 application_name="dca-pipeline",
@@ -116,19 +125,20 @@ class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
             raise SourceError(
                 "the Lamassu PostgreSQL DSN is malformed (details withheld: it holds a secret)"
             ) from None
+
+    @contextmanager
+    def _translated_errors(self, what: str) -> Iterator[None]:
         try:
-            return copy_export(
-                connection, table, window, statement_timeout_ms=self.statement_timeout_s * 1000
-            )
+            yield
         except psycopg2.extensions.QueryCanceledError as exc:
             raise RemoteCommandError(
-                f"the {table} export was cancelled (statement timeout "
+                f"{what} was cancelled (statement timeout "
                 f"{self.statement_timeout_s} s?): {_describe_pg_error(exc)}"
             ) from None
         except psycopg2.OperationalError as exc:
             # Connection lost mid-COPY: the buffer is discarded, nothing partial escapes.
             raise TransferError(
-                f"connection to Lamassu PostgreSQL failed during the {table} export: "
+                f"connection to Lamassu PostgreSQL failed during {what}: "
                 f"{_describe_pg_error(exc)}"
             ) from None
         except psycopg2.Error as exc:
@@ -137,7 +147,46 @@ class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
                     f"Lamassu PostgreSQL refused the role: {_describe_pg_error(exc)}"
                 ) from None
             raise RemoteCommandError(
-                f"the {table} export failed on Lamassu PostgreSQL: {_describe_pg_error(exc)}"
+                f"{what} failed on Lamassu PostgreSQL: {_describe_pg_error(exc)}"
             ) from None
+
+    def fetch_many(
+        self, tables: Iterable[LamassuTable], window: FetchWindow
+    ) -> dict[LamassuTable, bytes]:
+        """Every table over one connection, each export complete or a :class:`SourceError`."""
+        tables = [LamassuTable(t) for t in tables]
+        connection = self._connect()
+        try:
+            out = {}
+            for table in tables:
+                with self._translated_errors(f"the {table} export"):
+                    out[table] = copy_export(
+                        connection, table, window,
+                        statement_timeout_ms=self.statement_timeout_s * 1000,
+                    )  # fmt: skip
+            return out
+        finally:
+            connection.close()
+
+    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
+        table = LamassuTable(table)
+        return self.fetch_many([table], window)[table]
+
+    def fingerprint(self, window: FetchWindow) -> str:
+        """``count:md5`` per table of the window's rows, computed by the server (one row)."""
+        connection = self._connect()
+        try:
+            with self._translated_errors("the fingerprint query"):
+                connection.autocommit = False
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET TRANSACTION READ ONLY")
+                        for setting in SESSION_SETTINGS_SQL:
+                            cursor.execute(setting)
+                        cursor.execute(fingerprint_sql(window))
+                        (value,) = cursor.fetchone()
+                finally:
+                    connection.rollback()
+            return str(value)
         finally:
             connection.close()

@@ -107,3 +107,20 @@ def export_sql(table: LamassuTable, window: FetchWindow) -> str:
 def csv_header(table: LamassuTable) -> bytes:
     """The header line the export starts with (used to check completeness)."""
     return (",".join(COLUMNS[LamassuTable(table)]) + "\n").encode()
+
+
+def fingerprint_sql(window: FetchWindow) -> str:
+    """One cheap row: ``count:md5`` of the exported rows of every table in the window.
+
+    The live sensor compares it with the previous tick to skip runs when nothing changed.
+    Lamassu has no ``updated_at`` column, and a status/error/dispense change keeps the count
+    and every timestamp, so only a digest of the row contents detects every change.
+    """
+    parts = []
+    for table in LamassuTable:
+        inner = select_sql(table, window)
+        parts.append(
+            "(SELECT count(*)::text || ':' || coalesce(md5(string_agg(md5(x::text), '' "
+            f"ORDER BY x.id)), '') FROM ({inner}) AS x)"
+        )
+    return "SELECT " + " || '|' || ".join(parts)

@@ -26,6 +26,7 @@ import io
 import select
 import shlex
 import time
+from collections.abc import Iterable
 from typing import ClassVar
 
 import dagster as dg
@@ -42,7 +43,12 @@ from dca_pipeline.sources.base import (
     SourceError,
     TransferError,
 )
-from dca_pipeline.sources.queries import SESSION_SETTINGS_SQL, csv_header, export_sql
+from dca_pipeline.sources.queries import (
+    SESSION_SETTINGS_SQL,
+    csv_header,
+    export_sql,
+    fingerprint_sql,
+)
 
 _READ_CHUNK = 1 << 16
 _WINDOW_SIZE = 16 * 1024 * 1024  # fewer window-adjust round trips than paramiko's 2 MiB
@@ -271,14 +277,9 @@ class SshLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
 
     # -- public API ---------------------------------------------------------------------------
 
-    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
-        table = LamassuTable(table)
-        command = self.remote_command(table, window)
-        client = self._connect()
-        try:
-            status, stdout, stderr = self._run(client, command)
-        finally:
-            client.close()
+    def _checked(
+        self, table: LamassuTable, status: int, stdout: bytes, stderr: bytes
+    ) -> bytes:
         error_text = stderr.decode("utf-8", "replace").strip()[-_MAX_STDERR_IN_MESSAGE:]
         if status == -1:
             raise TransferError(
@@ -298,3 +299,42 @@ class SshLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
                 f"header and a final newline; got {len(stdout)} bytes)"
             )
         return stdout
+
+    def fetch_many(
+        self, tables: Iterable[LamassuTable], window: FetchWindow
+    ) -> dict[LamassuTable, bytes]:
+        """Every table over ONE SSH connection (one key exchange and login for all of them),
+        one channel and one psql per table; each export complete or a :class:`SourceError`."""
+        tables = [LamassuTable(t) for t in tables]
+        commands = {table: self.remote_command(table, window) for table in tables}
+        client = self._connect()
+        try:
+            return {
+                table: self._checked(table, *self._run(client, commands[table]))
+                for table in tables
+            }
+        finally:
+            client.close()
+
+    def fetch_csv(self, table: LamassuTable, window: FetchWindow) -> bytes:
+        table = LamassuTable(table)
+        return self.fetch_many([table], window)[table]
+
+    def fingerprint(self, window: FetchWindow) -> str:
+        """``count:md5`` per table of the window's rows, computed by psql on the server."""
+        argv = [self.psql_executable, "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"]
+        argv += ["-d", self.conninfo()]
+        for statement in (*SESSION_SETTINGS_SQL, fingerprint_sql(window)):
+            argv += ["-c", statement]
+        client = self._connect()
+        try:
+            status, stdout, stderr = self._run(client, shlex.join(argv))
+        finally:
+            client.close()
+        if status != 0:
+            error_text = stderr.decode("utf-8", "replace").strip()[-_MAX_STDERR_IN_MESSAGE:]
+            raise RemoteCommandError(
+                f"remote psql failed with exit status {status} during the fingerprint query: "
+                + (error_text or "(no message on stderr)")
+            )
+        return stdout.decode("utf-8", "replace").strip()
