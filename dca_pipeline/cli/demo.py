@@ -229,11 +229,15 @@ def run_once(env: dict[str, str], lnbits: Any | None, dry_run: bool) -> int:
             defs(), instance, first_day=SAMPLE_FIRST_DAY, last_day=SAMPLE_LAST_DAY
         )
     print_summary(outcomes, env["DCA_LEDGER_URL"], lnbits, dry_run)
-    failed_runs = [o.stage for o in outcomes if not o.success]
+    failed_runs = [o.stage for o in outcomes if not o.success and not o.skipped_reason]
+    skipped = [o.stage for o in outcomes if o.skipped_reason]
     failed_checks = [c for o in outcomes for c in o.failed_checks]
     say(f"\nDone in {time.monotonic() - started:.1f} s.")
-    if failed_checks or failed_runs:
-        say(f"FAILED: {len(failed_checks)} check(s), run(s): {', '.join(failed_runs) or '-'}")
+    if failed_checks or failed_runs or skipped:
+        say(
+            f"FAILED: {len(failed_checks)} check(s); failed run(s): "
+            f"{', '.join(failed_runs) or '-'}; skipped: {', '.join(skipped) or '-'}"
+        )
         return 1
     return 0
 
