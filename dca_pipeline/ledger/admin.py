@@ -352,25 +352,38 @@ def _client_row(c: sa.Connection, client_id: str) -> sa.Row[Any]:
 
 
 def _settings_rows(c: sa.Connection, client_id: str) -> list[ClientSettings]:
+    return _settings_by_client(c, [client_id]).get(client_id, [])
+
+
+def _settings_by_client(
+    c: sa.Connection, client_ids: Sequence[str] | None
+) -> dict[str, list[ClientSettings]]:
+    """Settings history per client, oldest first (one query for any number of clients)."""
     cs = s.client_settings.c
-    rows = c.execute(
-        sa.select(
-            cs.effective_at, cs.mode, cs.status, cs.daily_limit_cents, cs.recorded_at, cs.note
+    query = sa.select(
+        cs.client_id,
+        cs.effective_at,
+        cs.mode,
+        cs.status,
+        cs.daily_limit_cents,
+        cs.recorded_at,
+        cs.note,
+    ).order_by(cs.client_id, cs.effective_at)
+    if client_ids is not None:
+        query = query.where(cs.client_id.in_(client_ids))
+    history: dict[str, list[ClientSettings]] = {}
+    for r in c.execute(query):
+        history.setdefault(r.client_id, []).append(
+            ClientSettings(
+                r.effective_at,
+                r.mode,
+                r.status,
+                None if r.daily_limit_cents is None else int(r.daily_limit_cents),
+                r.recorded_at,
+                r.note,
+            )
         )
-        .where(cs.client_id == client_id)
-        .order_by(cs.effective_at)
-    ).all()
-    return [
-        ClientSettings(
-            r.effective_at,
-            r.mode,
-            r.status,
-            None if r.daily_limit_cents is None else int(r.daily_limit_cents),
-            r.recorded_at,
-            r.note,
-        )
-        for r in rows
-    ]
+    return history
 
 
 def _in_force(history: Sequence[ClientSettings], at: datetime) -> ClientSettings | None:
@@ -405,18 +418,38 @@ def _wallet_not_taken(c: sa.Connection, wallet_id: str, client_id: str) -> None:
 
 
 def _client_info(c: sa.Connection, row: sa.Row[Any], at: datetime) -> ClientInfo:
-    history = _settings_rows(c, row.client_id)
-    upcoming = [h for h in history if h.effective_at > at]
-    return ClientInfo(
-        client_id=row.client_id,
-        display_name=row.display_name,
-        lnbits_user_id=row.lnbits_user_id,
-        wallet_id=row.wallet_id,
-        created_at=row.created_at,
-        settings=_in_force(history, at),
-        next_change=upcoming[0] if upcoming else None,
-        has_allocations=_has_allocations(c, row.client_id),
+    return _client_infos(c, [row], at, one=True)[0]
+
+
+def _client_infos(
+    c: sa.Connection, rows: Sequence[sa.Row[Any]], at: datetime, one: bool = False
+) -> list[ClientInfo]:
+    ids = [row.client_id for row in rows]
+    histories = _settings_by_client(c, ids if one else None)
+    lines = s.allocation_lines.c
+    with_lines_query = (
+        sa.select(lines.recipient_id).distinct().where(lines.kind.in_(CLIENT_LINE_KINDS))
     )
+    if one:
+        with_lines_query = with_lines_query.where(lines.recipient_id.in_(ids))
+    with_lines = set(c.execute(with_lines_query).scalars())
+    infos = []
+    for row in rows:
+        history = histories.get(row.client_id, [])
+        upcoming = [h for h in history if h.effective_at > at]
+        infos.append(
+            ClientInfo(
+                client_id=row.client_id,
+                display_name=row.display_name,
+                lnbits_user_id=row.lnbits_user_id,
+                wallet_id=row.wallet_id,
+                created_at=row.created_at,
+                settings=_in_force(history, at),
+                next_change=upcoming[0] if upcoming else None,
+                has_allocations=row.client_id in with_lines,
+            )
+        )
+    return infos
 
 
 def _deposit_info(row: sa.Row[Any]) -> DepositInfo:
@@ -528,7 +561,7 @@ def list_clients(ledger: LedgerLike, *, at: datetime | None = None) -> list[Clie
     at = _aware(at, "at", _utc_now())
     with _reading(ledger) as c:
         rows = c.execute(sa.select(s.clients).order_by(s.clients.c.client_id)).all()
-        return [_client_info(c, row, at) for row in rows]
+        return _client_infos(c, rows, at)
 
 
 def _change_settings(
@@ -1071,7 +1104,7 @@ def status_summary(ledger: LedgerLike, *, at: datetime | None = None) -> StatusS
     at = _aware(at, "at", _utc_now())
     with _reading(ledger) as c:
         rows = c.execute(sa.select(s.clients).order_by(s.clients.c.client_id)).all()
-        clients = [_client_info(c, row, at) for row in rows]
+        clients = _client_infos(c, rows, at)
         all_balances = _balances(c, [x.client_id for x in clients], None)
         commission = _commission_at(c, at)
         d = s.deposits.c
