@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "dca_pipeline.cli.admin",
     "dca_pipeline.cli.lamassu_fixture",
     "dca_pipeline.cli.demo",
+    "dca_pipeline.cli.payouts",
 )
 
 
