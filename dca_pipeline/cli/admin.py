@@ -291,7 +291,7 @@ Handler = Callable[["LedgerResource", argparse.Namespace], Output]
 
 def _runner(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from dca_pipeline.ledger.admin import AdminError
+        from dca_pipeline.ledger.admin import AdminError, LedgerUnavailable
 
         name = " ".join(x for x in ("dca-pipeline", args.command, args.action) if x)
         try:
@@ -302,6 +302,9 @@ def _runner(handler: Handler) -> Callable[[argparse.Namespace], int]:
             return EXIT_UNAVAILABLE
         try:
             out = handler(ledger, args)
+        except LedgerUnavailable as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         except AdminError as exc:
             print(f"{name}: error: {exc}", file=sys.stderr)
             return EXIT_REFUSED

@@ -77,6 +77,10 @@ class AlreadyExists(AdminError):
     """The id is taken (client, deposit, wallet, commission version time)."""
 
 
+class LedgerUnavailable(AdminError):
+    """The database failed (connection lost, timeout...); the transaction was rolled back."""
+
+
 class Refused(AdminError):
     """Well-formed, but a business rule forbids it (limit above the maximum, editing a
     confirmed deposit, changing a wallet that has allocations, rewriting history...)."""
@@ -285,10 +289,13 @@ def _engine(ledger: LedgerResource | sa.Engine | str) -> sa.Engine:
     return ledger.engine()
 
 
+#: Messages of the guard triggers (migrations 0001, 0100): fixed texts, never row data.
+_TRIGGER_MARKERS = ("is append-only", "is immutable once", "never edited or deleted")
+
+
 @contextmanager
 def _transaction(ledger: LedgerLike) -> Iterator[sa.Connection]:
-    """One transaction (a savepoint inside a caller's one); database refusals become
-    :class:`Refused` naming only the constraint (PostgreSQL messages quote the row, keys too)."""
+    """One transaction (a savepoint inside a caller's one); database errors are translated."""
     try:
         if isinstance(ledger, sa.Connection):
             scope = ledger.begin_nested() if ledger.in_transaction() else ledger.begin()
@@ -297,19 +304,36 @@ def _transaction(ledger: LedgerLike) -> Iterator[sa.Connection]:
         else:
             with _engine(ledger).begin() as connection:
                 yield connection
-    except sa.exc.IntegrityError as exc:
-        raise Refused(
-            f"the ledger refused the change ({_constraint_name(exc)}); nothing was changed"
-        ) from None
+    except sa.exc.StatementError as exc:
+        raise _translated(exc) from None
 
 
 @contextmanager
 def _reading(ledger: LedgerLike) -> Iterator[sa.Connection]:
-    if isinstance(ledger, sa.Connection):
-        yield ledger
-    else:
-        with _engine(ledger).connect() as connection:
-            yield connection
+    try:
+        if isinstance(ledger, sa.Connection):
+            yield ledger
+        else:
+            with _engine(ledger).connect() as connection:
+                yield connection
+    except sa.exc.StatementError as exc:
+        raise _translated(exc) from None
+
+
+def _translated(exc: sa.exc.StatementError) -> AdminError:
+    """A database error as a one-line AdminError. Never str(exc): SQLAlchemy appends the
+    statement's parameters, and PostgreSQL's CHECK messages quote the row — keys included."""
+    orig = getattr(exc, "orig", None)
+    first = (str(orig).strip().splitlines() or [""])[0] if orig is not None else ""
+    if any(marker in first for marker in _TRIGGER_MARKERS):
+        return Refused(f"the ledger refused the change: {first}")
+    if isinstance(exc, sa.exc.IntegrityError):
+        return Refused(
+            f"the ledger refused the change ({_constraint_name(exc)}); nothing was changed"
+        )
+    return LedgerUnavailable(
+        f"the ledger failed ({type(orig or exc).__name__}); nothing was changed"
+    )
 
 
 def _constraint_name(exc: sa.exc.IntegrityError) -> str:
@@ -1188,6 +1212,7 @@ __all__ = [
     "CommissionInfo",
     "DepositInfo",
     "InvalidRequest",
+    "LedgerUnavailable",
     "NotFound",
     "RecipientInfo",
     "RecipientSpec",

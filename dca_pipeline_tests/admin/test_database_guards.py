@@ -71,3 +71,17 @@ def test_the_wallet_of_a_client_with_allocation_lines_cannot_change(seeded) -> N
         c.execute(
             sa.text("UPDATE clients SET invoice_key = 'rotated-key-123' WHERE client_id = 'alice'")
         )
+
+
+def test_database_errors_reach_the_admin_as_one_line_without_parameters(seeded) -> None:  # type: ignore[no-untyped-def]
+    secret = "a-brand-new-secret-key-0000"
+    update = sa.text(
+        "UPDATE clients SET wallet_id = 'w-x', invoice_key = :k WHERE client_id = 'alice'"
+    )
+    refused = pytest.raises(admin.Refused, match="immutable once the client has allocation")
+    with refused as info, admin._transaction(seeded) as c:
+        c.execute(update, {"k": secret})
+    assert secret not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(admin.LedgerUnavailable) as failed, admin._transaction(seeded) as c:
+        c.execute(sa.text("SELECT no_such_column, :k FROM clients"), {"k": secret})
+    assert secret not in str(failed.value) and failed.value.__suppress_context__
