@@ -671,3 +671,28 @@ class _DryRun:
             "memo": memo,
             "dagster_run_id": self.run_id,
         }
+
+
+# --------------------------------------------------------------------------- operator actions
+def retry_failed_payout(engine: sa.Engine, payout_id: str) -> bool:
+    """Put a ``failed`` payout back to ``planned`` (after the operator fixed its cause, e.g. the
+    wallet's invoice key). The next run reconciles it with LNbits first, then pays it."""
+    with engine.begin() as c:
+        updated = c.execute(
+            s.payouts.update()
+            .where(s.payouts.c.payout_id == payout_id, s.payouts.c.status == "failed")
+            .values(status="planned")
+        )
+    return updated.rowcount == 1
+
+
+def payout_counts(engine: sa.Engine) -> dict[str, tuple[int, int]]:
+    """status -> (payouts, sats)."""
+    p = s.payouts.c
+    with engine.connect() as c:
+        rows = c.execute(
+            sa.select(p.status, sa.func.count(), sa.func.coalesce(sa.func.sum(p.sats), 0)).group_by(
+                p.status
+            )
+        )
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}

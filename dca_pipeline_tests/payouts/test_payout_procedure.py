@@ -300,3 +300,61 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_an_invoice_key_of_another_wallet_is_never_paid_and_can_be_retried(
+    world: PayoutWorld,
+) -> None:
+    from dca_pipeline.cli import main as cli
+    from dca_pipeline_tests.payouts.seeding import NOW
+
+    bob, dave = world.wallets["bob"], world.server.new_wallet("dave")
+    source_before = world.sats(world.source)
+    with world.engine.begin() as c:  # dave's row carries bob's invoice key: a config mistake
+        c.execute(
+            s.clients.insert().values(
+                client_id="dave",
+                lnbits_user_id=dave.user_id,
+                wallet_id=dave.id,
+                invoice_key=bob.inkey,
+                created_at=NOW,
+            )
+        )
+    add_event(world.engine, "cashout-D", [Line("flow", "dave", dave.id, 100, 900)])
+    with running_webhook_receiver() as receiver:
+        alerts = AlertDispatcher({"webhook": WebhookAlerts(url=receiver.url("/x"))})
+        report = _run(world, "wrong-key", alerts=alerts)
+        [failed] = report.failed
+        assert [r.body["kind"] for r in receiver.delivered] == ["payout_failed"]
+        assert bob.inkey not in str(receiver.delivered[0].body)
+    assert report.lnbits_payments == 0
+    assert world.sats(dave) == 0 and world.sats(bob) == 0
+    assert world.sats(world.source) == source_before
+    assert _run(world, "still-failed").lnbits_payments == 0  # failed stays failed
+
+    # The operator fixes the key and re-queues the payout: paid once, to the right wallet.
+    with world.engine.begin() as c:
+        c.execute(
+            s.clients.update().where(s.clients.c.client_id == "dave").values(invoice_key=dave.inkey)
+        )
+    assert cli(["payouts", "retry", failed, "--ledger-url", world.ledger_url]) == 0
+    assert cli(["payouts", "retry", failed, "--ledger-url", world.ledger_url]) == 1
+    assert _run(world, "retried").paid == [failed]
+    assert world.sats(dave) == 900 and world.sats(bob) == 0
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_cli_pause_resume_status(world: PayoutWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    from dca_pipeline.cli import main as cli
+
+    world.seed_standard()
+    url = ["--ledger-url", world.ledger_url]
+    assert cli(["payouts", "pause", "--reason", "audit", *url]) == 0
+    assert _run(world, "paused").status is RunStatus.PAUSED
+    cli(["payouts", "status", *url])
+    assert "PAUSED (ledger pause switch: audit)" in capsys.readouterr().out
+    assert cli(["payouts", "resume", *url]) == 0
+    assert _run(world, "resumed").lnbits_payments == 4
+    cli(["payouts", "status", *url])
+    assert f"paid      4 payouts, {STANDARD_TOTAL_SATS:,} sats" in capsys.readouterr().out
