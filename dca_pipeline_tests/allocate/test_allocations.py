@@ -287,3 +287,45 @@ def test_due_range_follows_settled_cash_outs_and_the_fixed_run(engine) -> None: 
         add_cash_outs(c, [cash_out_row("tx", run_at + timedelta(hours=1), 10_000, 1_300_000)])
     assert due(run_at + timedelta(hours=1, minutes=5)) is None
     assert due(run_at + timedelta(hours=1, minutes=15)) == (day, day)
+
+
+# --------------------------------------------------------------------------- the checks can fail
+def test_checks_catch_overallocation_negative_balance_and_bad_basis_points(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        _two_clients(c)
+        add_cash_outs(c, [
+            cash_out_row("tx1", T - timedelta(hours=2), 10_000, 1_300_000),
+            cash_out_row("tx2", T - timedelta(hours=1), 10_000, 1_300_000),
+        ])
+    day = RULES.business_day(T)
+    _run(engine, day, day)
+    days = [day]
+    with engine.connect() as c:
+        assert al.check_no_client_above_remaining(c, days).passed
+        assert al.check_no_negative_balance(c).passed
+        assert all(al.check_lines_sum(c, days, k).passed for k in ("flow", "fixed", "commission"))
+    with engine.begin() as c:  # B is given 5000.00 more than its 1000.00 at tx1
+        c.execute(s.allocation_lines.insert().values(
+            source_id="tx1", line_no=50, kind="flow", recipient_id="B", wallet_id="wallet-B",
+            business_day=day, fiat_cents=500_000, sats=1, created_at=T,
+        ))
+    with engine.connect() as c:
+        above = al.check_no_client_above_remaining(c, days)
+        negative = al.check_no_negative_balance(c)
+        flow_sum = al.check_lines_sum(c, days, "flow")
+    assert not above.passed and "B:" in above.description
+    assert not negative.passed and "B: deposited 100000" in negative.description
+    assert not flow_sum.passed and "tx1: lines sum to fiat" in flow_sum.description
+
+    with engine.begin() as c:
+        version = c.execute(
+            s.commission_versions.insert().values(effective_at=T, recorded_at=T)
+            .returning(s.commission_versions.c.version_id)
+        ).scalar_one()
+        c.execute(s.commission_recipients.insert().values(
+            version_id=version, recipient_id="r", wallet_id="w", invoice_key="k" * 16,
+            basis_points=9_000,
+        ))
+    with engine.connect() as c:
+        bp = al.check_commission_basis_points(c)
+    assert not bp.passed and "sums to 9000 bp" in bp.description

@@ -239,5 +239,5 @@ def allocations(
         balances = al.client_balances(c)
     yield from _results(first, last, outcome, summary, balances)
     yield from evaluate_money_checks(
-        engine, first, last, outcome, now=now, run_id=context.run.run_id
+        engine, first, last, outcome, now=now, run_id=context.run.run_id, balances=balances
     )

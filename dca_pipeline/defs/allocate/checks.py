@@ -90,17 +90,21 @@ def evaluate_money_checks(
     *,
     now: datetime,
     run_id: str | None,
+    balances: list[tuple[str, int, int, int]] | None = None,
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate every money check over [first, last]; keep failures as open issues."""
     days = al.days_between(first, last)
     with engine.connect() as c:
+        sums = al.line_sums(c, days)
         results: dict[tuple[dg.AssetKey, str], al.CheckOutcome] = {
-            (FLOW, "cash_out_lines_add_up"): al.check_lines_sum(c, days, "flow"),
-            (FIXED, "fixed_lines_add_up"): al.check_lines_sum(c, days, "fixed"),
-            (COMMISSION, "commission_lines_add_up"): al.check_lines_sum(c, days, "commission"),
+            (FLOW, "cash_out_lines_add_up"): al.check_lines_sum(c, days, "flow", sums),
+            (FIXED, "fixed_lines_add_up"): al.check_lines_sum(c, days, "fixed", sums),
+            (COMMISSION, "commission_lines_add_up"): al.check_lines_sum(
+                c, days, "commission", sums
+            ),
             (COMMISSION, "commission_basis_points_sum_10000"):
                 al.check_commission_basis_points(c),
-            (BALANCES, "no_negative_balance"): al.check_no_negative_balance(c),
+            (BALANCES, "no_negative_balance"): al.check_no_negative_balance(c, balances),
         }
         above = al.check_no_client_above_remaining(c, days)
         results[(FLOW, "no_client_above_remaining_balance")] = above
