@@ -33,7 +33,9 @@ import numpy.typing as npt
 import pandas as pd
 import pandera.errors
 
+from dca_pipeline.domain.apportion import INT64_LIMIT
 from dca_pipeline.domain.cash_out import (
+    ELIGIBLE_CRYPTO_CODES,
     LAMASSU_STATUSES,
     CashOut,
     ineligibility_reasons,
@@ -51,7 +53,7 @@ from dca_pipeline.domain.money import (
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.lamassu.columns import REQUIRED_COLUMNS
 from dca_pipeline.lamassu.csv_io import ExportRefused
-from dca_pipeline.lamassu.models import LamassuCashOut, ValidatedCashOut
+from dca_pipeline.lamassu.models import COMMISSION_SCALE, LamassuCashOut, ValidatedCashOut
 from dca_pipeline.lamassu.vectorized import TextColumn, fixed_point, flag, utc_timestamp
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -172,8 +174,11 @@ def _parse_row(
         if atoms < 0:
             problems.append("crypto_atoms negative")
             atoms = None
-        elif atoms > MAX_SATS:
+        elif row.get("crypto_code") in ELIGIBLE_CRYPTO_CODES and atoms > MAX_SATS:
             problems.append("crypto_atoms above 21M BTC")
+            atoms = None
+        elif atoms > INT64_LIMIT:  # another coin's smallest unit (wei): must fit the ledger
+            problems.append("crypto_atoms above the 64-bit range")
             atoms = None
 
     commission = Fraction(0)
@@ -223,7 +228,8 @@ def _parse_row(
     principal, commission_sats = split_principal(atoms, commission, discount)
     ticker_principal = None
     deviation = False
-    if ticker:
+    # The ticker audit is about sats (§3): another coin's ticker and atoms are not comparable.
+    if ticker and row.get("crypto_code") in ELIGIBLE_CRYPTO_CODES:
         ticker_principal = int(fiat_cents * SATS_PER_BTC // (ticker * 100))
         deviation = abs(principal - ticker_principal) > max(principal // 100, 200)
     reason = ineligibility_reasons(
@@ -428,7 +434,7 @@ def _fast_candidates(
 
     fiat_ok, fiat_e5 = fixed_point(text["fiat"], 5, 13)
     ok &= fiat_ok & (fiat_e5 % 1000 == 0)  # whole centavos
-    atoms_ok, atoms = fixed_point(text["crypto_atoms"], 0, 16)
+    atoms_ok, atoms = fixed_point(text["crypto_atoms"], 0, 18)
     ok &= atoms_ok
     commission_ok, commission = fixed_point(text["commission_percentage"], 5, 13)
     ok &= commission_ok | ~text["commission_percentage"].present
@@ -487,8 +493,8 @@ def _fast_candidates(
 
 
 _RULE_COLUMNS = (
-    "id", "status", "fiat_cents", "crypto_atoms", "commission_scaled", "discount_value",
-    "ticker_scaled",
+    "id", "status", "crypto_code", "fiat_cents", "crypto_atoms", "commission_scaled",
+    "discount_value", "ticker_scaled",
 )  # fmt: skip
 
 
@@ -510,12 +516,20 @@ def _derive(parsed: dict[str, Any], rows: npt.NDArray[np.intp], rules: BusinessR
     """Principal, commission, ticker audit, business day and eligibility of valid rows."""
     col = {name: values[rows] for name, values in parsed.items()}
     atoms, fiat_cents = col["crypto_atoms"], col["fiat_cents"]
-    principal, commission = split_principal_many(
-        atoms, col["commission_scaled"], col["discount_value"]
-    )
+    # int64 for every row whose product fits (all BTC/LN ones), exact Python ints for the rest
+    # (another coin's wei), so one large row does not slow the whole batch.
+    principal = np.zeros(len(rows), dtype=np.int64)
+    small = atoms <= INT64_LIMIT // (100 * COMMISSION_SCALE)
+    for part in (small, ~small):
+        if part.any():
+            principal[part] = split_principal_many(
+                atoms[part], col["commission_scaled"][part], col["discount_value"][part]
+            )[0]
+    commission = atoms - principal
     # ticker principal = floor(fiat_cents × 1e8 / (ticker × 100)), ticker = T / 1e5
     ticker = col["ticker_scaled"]
-    has_ticker = (ticker > 0) & col["ticker_present"]
+    sats_coin = np.isin(col["crypto_code"], ELIGIBLE_CRYPTO_CODES)
+    has_ticker = (ticker > 0) & col["ticker_present"] & sats_coin
     numerator_fits = fiat_cents <= np.iinfo(np.int64).max // 10**11
     ticker_principal = np.zeros(len(rows), dtype=np.int64)
     fast = has_ticker & numerator_fits

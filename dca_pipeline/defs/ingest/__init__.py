@@ -1,0 +1,1 @@
+"""Ingestion stage: Lamassu exports → raw landing tables → validated cash-outs + quarantine."""
