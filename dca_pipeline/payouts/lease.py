@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -66,6 +67,7 @@ class PayoutLease:
         self._ttl = timedelta(seconds=seconds)
         self.holder = _holder_id()
         self.held = False
+        self._renewed_at = 0.0  # float-ok: monotonic seconds, not money
 
     def _ensure_row(self) -> None:
         # The migration inserts it; recreate it if an operator deleted it.
@@ -92,16 +94,28 @@ class PayoutLease:
         lease = s.payout_lease.c
         now = _now()
         if self._take(sa.or_(lease.holder.is_(None), lease.expires_at < now)):
-            self.held = True
+            self._mark_held()
             return True
         with self._engine.connect() as c:
             current = c.execute(
                 sa.select(lease.holder).where(lease.name == LEASE_NAME)
             ).scalar_one_or_none()
         if current and _local_holder_is_dead(current) and self._take(lease.holder == current):
-            self.held = True
+            self._mark_held()
             return True
         return False
+
+    def _mark_held(self) -> None:
+        self.held = True
+        self._renewed_at = time.monotonic()
+
+    def ensure_held(self) -> None:
+        """Before each payment: renew once a tenth of the lease has passed (one write, not one
+        per payment). Between renewals the lease cannot expire, so it is still ours."""
+        if not self.held:
+            raise LeaseLost("the payout lease is not held")
+        if time.monotonic() - self._renewed_at >= self._ttl.total_seconds() / 10:
+            self.renew()
 
     def renew(self) -> None:
         """Extend the lease; raise :class:`LeaseLost` if it is no longer ours."""
@@ -114,6 +128,7 @@ class PayoutLease:
         if result.rowcount != 1:
             self.held = False
             raise LeaseLost("the payout lease was taken over by another writer")
+        self._renewed_at = time.monotonic()
 
     def release(self) -> None:
         if not self.held:

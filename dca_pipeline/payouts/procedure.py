@@ -406,7 +406,7 @@ class _Run:
         payment_hash = payout.payment_hash if payout.status == "invoiced" else None
         attempts = payout.attempts
         for _ in range(MAX_INVOICES_PER_RUN):
-            self.lease.renew()  # never pay without holding the lease
+            self.lease.ensure_held()  # never pay without holding the lease
             if bolt11 is None or payment_hash is None:
                 made = self._new_invoice(payout, key, attempts)
                 if made is None:
