@@ -143,7 +143,7 @@ def _parse_row(
         text = row.get(name)
         try:
             return parse(text)
-        except (MoneyParseError, ValueError, TypeError):
+        except (MoneyParseError, ValueError, TypeError, AttributeError):  # None: missing
             problems.append(f"{name} unparseable: {text!r}")
             return None
 

@@ -86,7 +86,9 @@ def actions(draw: st.DrawFn) -> list[dict[str, str]]:
 
 
 def _frame(records: list[dict[str, str]], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(records, columns=columns, dtype=object).replace("", None)
+    # As read_export gives it: text, None for an empty field.
+    rows = [[r.get(c) or None for c in columns] for r in records]
+    return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
 def assert_same(cash_outs: pd.DataFrame, acts: pd.DataFrame | None, rules: BusinessRules):
