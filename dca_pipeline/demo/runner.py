@@ -67,7 +67,7 @@ def _outcome(stage: str, result: dg.ExecuteInProcessResult) -> StageOutcome:
         )
         for evaluation in result.get_asset_check_evaluations()
     ]
-    failure = result.get_run_failure_event()
+    failure = None if result.success else result.get_run_failure_event()
     return StageOutcome(
         stage=stage,
         run_id=result.run_id,
