@@ -32,7 +32,11 @@ ENV_READ = re.compile(
 # Constants that hold a variable's name, e.g. PAUSE_ENV = "DCA_PAYOUTS_PAUSED".
 NAME_CONSTANT = re.compile(r"""["']((?:DCA|LAMASSU|DAGSTER_PG)_[A-Z0-9_]+)["']""")
 # Names that look like variables in the code but are not settings of a deployment.
-NOT_DEPLOYMENT_SETTINGS = {"LNBITS_PYTHON", "DCA_NOSTR_RELAY_BIN"}
+NOT_DEPLOYMENT_SETTINGS = {
+    "LNBITS_PYTHON",  # test harness: the LNbits venv's interpreter
+    "DCA_NOSTR_RELAY_BIN",  # test harness: the local Nostr relay
+    "LAMASSU_PG_DSN",  # a docstring example (sources/postgres.py); read: DCA_LAMASSU_PG_DSN
+}
 SECRET_WORDS = ("KEY", "PASSWORD", "SECRET", "DSN", "TOKEN", "_URL")
 
 
