@@ -295,3 +295,8 @@ def test_live_sensor_requests_one_range_run_that_allocates_todays_cash_outs(ledg
     assert {"y", "settled"} <= allocated and "young" not in allocated
     again = allocation_live_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert isinstance(again, dg.SkipReason)
+
+
+def test_live_sensor_starts_stopped_like_the_rest_of_the_chain() -> None:
+    assert allocation_live_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert allocation_live_sensor.minimum_interval_seconds == 60

@@ -10,8 +10,9 @@ midnight still belongs to yesterday. The sensor asks the ledger what is due
 [day of the last allocated event, today]; re-processing the allocated part of that range is a
 recompute-and-compare that changes nothing.
 
-It starts RUNNING: it only writes the allocation ledger, never pays (payouts have their own,
-stopped-by-default trigger and refuse to pay on any failed money check).
+Like the ingest and payout sensors it starts STOPPED: an operator turns the live chain on in
+the UI (ingest, then this one). With an empty ledger the first range starts at the partitions'
+start date (``DCA_START_DATE``): set it to the go-live day.
 """
 
 
@@ -37,7 +38,7 @@ _IN_FLIGHT = [
     name="allocation_live_sensor",
     target=list(ALLOCATION_ASSET_KEYS),
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Requests one allocation run over [day of the last allocated event, today] whenever a "
         "validated cash-out has settled or the fixed run's time has passed."
