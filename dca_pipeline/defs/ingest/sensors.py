@@ -48,7 +48,7 @@ def current_window(day: str, settings: BusinessSettings) -> FetchWindow:
 )
 def lamassu_live_ingest(context: dg.SensorEvaluationContext):
     now = datetime.now(UTC)
-    day = business_days.get_last_partition_key(current_time=now)
+    day = business_days.get_last_partition_key()
     if day is None:
         return dg.SkipReason("no business-day partition yet (DCA_START_DATE is in the future)")
     settings: BusinessSettings = context.resources.settings
