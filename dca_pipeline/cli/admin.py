@@ -13,6 +13,7 @@ never printed (``show``/``--json`` print a mask).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -350,8 +351,11 @@ def _read_key(args: argparse.Namespace) -> str:
         if not value:
             raise _InputError(f"environment variable {args.invoice_key_env} is not set or empty")
         return value
-    lines = sys.stdin.read().splitlines()
-    value = lines[0].strip() if lines else ""
+    if sys.stdin.isatty():  # typed by hand: do not echo it on the terminal
+        value = getpass.getpass("invoice key (not echoed): ").strip()
+    else:
+        lines = sys.stdin.read().splitlines()
+        value = lines[0].strip() if lines else ""
     if not value:
         raise _InputError("no invoice key on stdin")
     return value
@@ -360,7 +364,13 @@ def _read_key(args: argparse.Namespace) -> str:
 def _recipient_keys(args: argparse.Namespace, ids: Sequence[str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     if args.invoice_keys_stdin:
-        for number, line in enumerate(sys.stdin.read().splitlines(), start=1):
+        if sys.stdin.isatty():  # typed by hand: prompt per recipient, without echo
+            text = "\n".join(
+                f"{r} {getpass.getpass(f'invoice key of {r} (not echoed): ').strip()}" for r in ids
+            )
+        else:
+            text = sys.stdin.read()
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split()
