@@ -11,20 +11,23 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from nostr_sdk import Keys
 
 from dca_pipeline.alerts import WebhookAlerts
 from dca_pipeline.defs.payout.jobs import PAYOUT_TAG, build_payout_job
 from dca_pipeline.defs.payout.reconciliation import CHECK_NAME, payout_reconciliation
-from dca_pipeline.defs.payout.resources import (
-    AlertsResource,
-    lnbits_from_env,
-)
+from dca_pipeline.defs.payout.resources import AlertsResource, alerts_from_env, lnbits_from_env
 from dca_pipeline.defs.payout.sensors import PayoutSensorCursor, build_payout_sensor
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.testing.nostr_relay import (
+    LocalNostrRelay,
+    read_private_messages,
+    running_nostr_relay,
+)
 from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
-from dca_pipeline_tests.payouts.conftest import PayoutWorld
+from dca_pipeline_tests.payouts.conftest import STANDARD_TOTAL_SATS, PayoutWorld
 from dca_pipeline_tests.payouts.seeding import Line, add_event, payouts_by_status
 
 pytestmark = [
@@ -147,19 +150,42 @@ def test_dry_run_config_and_env(
         assert plans.scalar_one() == 2
 
 
-def test_underfunded_run_fails_visibly_and_keeps_everything_pending(
-    world: PayoutWorld, resources: dict[str, object], receiver: WebhookReceiver
+@pytest.fixture(scope="module")
+def nostr_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNostrRelay]:
+    with running_nostr_relay(tmp_path_factory.mktemp("payout-relay")) as relay:
+        yield relay
+
+
+def test_underfunded_run_fails_visibly_and_alerts_both_channels_configured_from_env(
+    world: PayoutWorld,
+    resources: dict[str, object],
+    receiver: WebhookReceiver,
+    nostr_relay: LocalNostrRelay,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    sender, operator = Keys.generate(), Keys.generate()
+    monkeypatch.setenv("DCA_ALERT_WEBHOOK_URL", receiver.url("/alerts/s3cr3t"))
+    monkeypatch.setenv("DCA_ALERT_NOSTR_SECRET_KEY", sender.secret_key().to_bech32())
+    monkeypatch.setenv("DCA_ALERT_NOSTR_RELAYS", nostr_relay.url)
+    monkeypatch.setenv("DCA_ALERT_NOSTR_RECIPIENTS", operator.public_key().to_bech32())
+    resources = resources | {"alerts": alerts_from_env()}
     instance = dg.DagsterInstance.ephemeral()
     world.seed_standard()
     world.server.fund(world.source.id, -world.sats(world.source))
+
     result = _pay(instance, resources)
+
     assert not result.success
     assert payouts_by_status(world.engine) == {"planned": 4}
-    assert [r.body["kind"] for r in receiver.delivered] == ["funding_shortfall"]
-    # The secret part of the webhook URL never reaches the run's events.
+    assert sum(world.balances().values()) == 0
+    [webhook_alert] = receiver.delivered
+    assert webhook_alert.body["kind"] == "funding_shortfall"
+    [dm] = read_private_messages(nostr_relay.url, operator.secret_key().to_hex())
+    assert "funding_shortfall" in dm.content and str(STANDARD_TOTAL_SATS) in dm.content
+    # No secret reaches the run's events (what the UI shows).
     everything = "\n".join(str(event) for event in instance.all_logs(result.run_id))
-    assert "s3cr3t" not in everything and world.source.adminkey not in everything
+    for secret in ("s3cr3t", world.source.adminkey, sender.secret_key().to_bech32()):
+        assert secret not in everything
 
 
 def test_sensor_requests_one_run_per_new_batch_and_a_repeated_tick_repeats_the_key(
