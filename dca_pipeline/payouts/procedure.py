@@ -75,6 +75,7 @@ class RunStatus(enum.StrEnum):
     UNDERFUNDED = "underfunded"
     DRY_RUN = "dry_run"
     LNBITS_UNAVAILABLE = "lnbits_unavailable"
+    LNBITS_ERROR = "lnbits_error"  # e.g. a wrong source key, an answer of an unknown shape
     LEASE_LOST = "lease_lost"
 
 
@@ -294,6 +295,14 @@ class _Run:
             )
         except LeaseLost as exc:
             report.status, report.detail = RunStatus.LEASE_LOST, str(exc)
+        except LNbitsError as exc:  # not retryable: wrong source key, unexpected answer, ...
+            report.status, report.detail = RunStatus.LNBITS_ERROR, str(exc)
+            self._alert(
+                AlertKind.PAYOUT_FAILED,
+                "LNbits refused the payout run",
+                f"The payout run stopped: {exc}. Unpaid payouts stay pending.",
+                f"lnbits_error:{_now():%Y-%m-%d}",
+            )
         with self.engine.connect() as c:
             report.pending = [p.payout_id for p in _open_payouts(c)]
         self.log.info("payout run %s: %s", report.run_id, report.summary())

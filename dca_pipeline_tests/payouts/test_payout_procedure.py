@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from dca_pipeline.alerts import AlertDispatcher, WebhookAlerts
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.payouts import LNbitsClient
 from dca_pipeline.payouts.lease import LeaseLost, PayoutLease
 from dca_pipeline.payouts.procedure import (
     PAUSE_ENV,
@@ -358,3 +359,21 @@ def test_cli_pause_resume_status(world: PayoutWorld, capsys: pytest.CaptureFixtu
     assert _run(world, "resumed").lnbits_payments == 4
     cli(["payouts", "status", *url])
     assert f"paid      4 payouts, {STANDARD_TOTAL_SATS:,} sats" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_wrong_source_admin_key_stops_the_run_and_alerts(world: PayoutWorld) -> None:
+    due = world.seed_standard()
+    source_before = world.sats(world.source)
+    with (
+        running_webhook_receiver() as receiver,
+        LNbitsClient(world.server.url, "0" * 32, world.source.inkey, max_attempts=1) as wrong,
+    ):
+        alerts = AlertDispatcher({"webhook": WebhookAlerts(url=receiver.url("/x"))})
+        report = run_payouts(world.engine, wrong, run_id="wrong-admin", alerts=alerts)
+        assert report.status is RunStatus.LNBITS_ERROR
+        assert [r.body["kind"] for r in receiver.delivered] == ["payout_failed"]
+        assert "0" * 32 not in str(receiver.delivered[0].body)
+    assert sum(world.balances().values()) == 0
+    assert _run(world, "right-key").lnbits_payments == 4
+    _assert_everything_paid_once(world, due, source_before)

@@ -22,7 +22,12 @@ PAYOUT_TAG = "dca/payout"
 DRY_RUN_ENV = "DCA_PAYOUTS_DRY_RUN"
 #: Statuses after which the run is shown as failed (an operator has something to do).
 FAILED_STATUSES = frozenset(
-    {RunStatus.UNDERFUNDED, RunStatus.LNBITS_UNAVAILABLE, RunStatus.LEASE_LOST}
+    {
+        RunStatus.UNDERFUNDED,
+        RunStatus.LNBITS_UNAVAILABLE,
+        RunStatus.LNBITS_ERROR,
+        RunStatus.LEASE_LOST,
+    }
 )
 
 CheckKeys = Sequence[dg.AssetCheckKey] | Callable[[], Sequence[dg.AssetCheckKey]]
