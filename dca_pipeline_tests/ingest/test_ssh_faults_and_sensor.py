@@ -29,13 +29,13 @@ pytestmark = pytest.mark.dagster
 
 @pytest.mark.ssh
 @pytest.mark.postgres
-def test_connection_dropped_during_the_last_table_lands_nothing(
+def test_connection_dropped_mid_transfer_lands_nothing(
     lamassu_db: LamassuDatabase, make_ssh_source, sqlite_ledger, instance, tmp_path: Path
 ) -> None:
     psql = shutil.which("psql")
     assert psql
-    # The first two exports complete; the third dies half-way (the remote psql is killed,
-    # so the channel closes without an exit status, exactly like a dropped connection).
+    # The export (one psql for the three tables) dies after 2000 bytes: the remote psql is
+    # killed, so the channel closes without an exit status, exactly like a dropped connection.
     script = write_executable(
         tmp_path / "psql_dies_on_cash_in",
         "#!/bin/sh\n"
