@@ -32,7 +32,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -502,6 +502,18 @@ def allocate_range(
     for ev in previous_events + stored_events:
         if ev.source_kind == "cash_out" and ev.source_id not in eligible_by_day[ev.business_day]:
             rate_history.append(_ledger_cash_out(ev))
+    rate_history.sort(key=lambda co: (co.event_time, co.id))
+    rate_times = [co.event_time for co in rate_history]
+
+    def rate_history_for(day: date) -> list[CashOut]:
+        # What the engine's §5 rate can use for this day's run: the 24 h window before it and
+        # the latest cash-out before that (the fallback). Slicing keeps a long backfill linear.
+        run_at = rules.fixed_run_at(day)
+        lo = bisect.bisect_left(rate_times, run_at - timedelta(hours=24))
+        hi = bisect.bisect_left(rate_times, run_at)
+        return rate_history[max(lo - 1, 0) : hi]
+
+    open_issues_by_day = _open_issue_keys(engine, first_day, last_day)
 
     stop = False
     for day in days_between(first_day, last_day):
@@ -579,7 +591,7 @@ def allocate_range(
             deposits=inputs.deposits,
             commission_versions=inputs.commission_versions,
             rules=rules,
-            rate_history=rate_history,
+            rate_history=rate_history_for(day) if fixed_days else [],
             state=state,
         )
         by_id = {co.id: co for co in cash_outs}
@@ -616,18 +628,21 @@ def allocate_range(
                       f"recomputing {day} does not reproduce the ledger "
                       f"({len(diffs)} difference(s)):\n{detail}")
             )
-            _record_issues(engine, day, result.issues, now, run_id)
+            _write_day(engine, day, [], by_id, validated_at, rules, inputs,
+                       expected_last=None, now=now, run_id=run_id, issues=result.issues,
+                       open_issues=open_issues_by_day.get(day, {}))
             stop = True  # later days build on this one: compute nothing more
             continue
         if new_events:
             result.events_written = len(new_events)
             result.lines_written = sum(len(lines) for _, lines in new_events)
-            _write_day(
-                engine, day, new_events, by_id, validated_at, rules, inputs,
-                expected_last=ledger_last, now=now, run_id=run_id,
-            )
+        _write_day(
+            engine, day, new_events, by_id, validated_at, rules, inputs,
+            expected_last=ledger_last, now=now, run_id=run_id, issues=result.issues,
+            open_issues=open_issues_by_day.get(day, {}),
+        )
+        if new_events:
             ledger_last = computed.state.last_event
-        _record_issues(engine, day, result.issues, now, run_id)
         allocated = dict(computed.state.allocated_cents)
         for client_id, cents in compensation.get(day, {}).items():
             allocated[client_id] = allocated.get(client_id, 0) + cents
@@ -649,7 +664,7 @@ def _ledger_cash_out(ev: LedgerEvent) -> CashOut:
 def _write_day(
     engine: sa.Engine,
     day: date,
-    new_events: Sequence[tuple[EventAllocation, list[LineTuple]]],
+    new_events: Sequence[tuple[EventAllocation, list[FullLine]]],
     cash_outs: Mapping[str, CashOut],
     validated_at: Mapping[str, datetime],
     rules: BusinessRules,
@@ -658,10 +673,15 @@ def _write_day(
     expected_last: EventKey | None,
     now: datetime,
     run_id: str | None,
+    issues: Sequence[Issue],
+    open_issues: Mapping[tuple[str, str, str], int],
 ) -> None:
+    """One transaction: the day's new events and lines, and its issues opened/closed."""
+    found = {(x.source_id, x.kind, x.detail) for x in issues}
+    if not new_events and found == set(open_issues):
+        return  # nothing changes: no transaction at all
     event_rows = []
-    line_rows = []
-    for event, lines in new_events:
+    for event, _ in new_events:
         cash_out = cash_outs.get(event.source_id) if event.source_kind == "cash_out" else None
         fiat, principal, commission = _event_totals(event, cash_out)
         event_rows.append(
@@ -681,20 +701,19 @@ def _write_day(
                 "dagster_run_id": run_id,
             }
         )
-        day = event.business_day
-        line_rows += [(*line[:5], day, line[5], line[6]) for line in lines]
     with engine.begin() as c:
-        if c.dialect.name == "postgresql":
-            # One allocation writer at a time; released at commit.
-            c.execute(sa.text("SELECT pg_advisory_xact_lock(7300)"))
-        if last_event_key(c) != expected_last:
-            raise AllocationConflict(
-                f"the ledger changed while {day} was being computed (another allocation run?); "
-                "nothing was written, run it again"
-            )
-        c.execute(s.allocation_events.insert(), event_rows)
-        if line_rows:
-            _insert_lines(c, line_rows, now)
+        if event_rows:
+            if c.dialect.name == "postgresql":
+                # One allocation writer at a time; released at commit.
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(7300)"))
+            if last_event_key(c) != expected_last:
+                raise AllocationConflict(
+                    f"the ledger changed while {day} was being computed (another allocation "
+                    "run?); nothing was written, run it again"
+                )
+            c.execute(s.allocation_events.insert(), event_rows)
+            _insert_lines(c, new_events, now)
+        _sync_issues(c, issues, open_issues, now, run_id)
 
 
 _LINE_COLUMNS = (
@@ -703,17 +722,20 @@ _LINE_COLUMNS = (
 )
 
 
-def _insert_lines(c: sa.Connection, rows: list[tuple[Any, ...]], created_at: datetime) -> None:
-    """Bulk insert through the driver (COPY on PostgreSQL): 10⁵ lines must take < 1 s.
-
-    ``rows``: (source_id, line_no, kind, recipient_id, wallet_id, business_day, fiat, sats).
-    """
+def _insert_lines(
+    c: sa.Connection,
+    new_events: Sequence[tuple[EventAllocation, list[FullLine]]],
+    created_at: datetime,
+) -> None:
+    """Bulk insert through the driver (COPY on PostgreSQL): 10⁵ lines must take < 1 s."""
     columns = ", ".join(_LINE_COLUMNS)
     if c.dialect.name == "postgresql":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         at = created_at.isoformat()
-        writer.writerows((*r[:5], r[5].isoformat(), r[6], r[7], at) for r in rows)
+        for event, lines in new_events:
+            day = event.business_day.isoformat()
+            writer.writerows((*x[:5], day, x[5], x[6], at) for x in lines)
         buffer.seek(0)
         cursor = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -726,19 +748,28 @@ def _insert_lines(c: sa.Connection, rows: list[tuple[Any, ...]], created_at: dat
     if c.dialect.name != "sqlite":
         c.execute(
             s.allocation_lines.insert(),
-            [dict(zip(_LINE_COLUMNS, (*r, created_at), strict=True)) for r in rows],
+            [
+                dict(zip(_LINE_COLUMNS, (*x[:5], event.business_day, x[5], x[6], created_at),
+                         strict=True))
+                for event, lines in new_events
+                for x in lines
+            ],
         )
         return
     # SQLite: bind the date/instant once per batch with the columns' own type processors.
     table = s.allocation_lines
-    day_type = table.c.business_day.type.dialect_impl(c.dialect)
-    day_of = day_type.bind_processor(c.dialect) or (lambda v: v)
+    day_of = table.c.business_day.type.dialect_impl(c.dialect).bind_processor(c.dialect)
     at_of = table.c.created_at.type.dialect_impl(c.dialect).bind_processor(c.dialect)
-    days = {day: day_of(day) for day in {r[5] for r in rows}}
     created = at_of(created_at) if at_of else created_at
-    values = [(*r[:5], days[r[5]], r[6], r[7], created) for r in rows]
-    placeholders = ", ".join("?" for _ in _LINE_COLUMNS)
-    c.exec_driver_sql(f"INSERT INTO allocation_lines ({columns}) VALUES ({placeholders})", values)
+    values: list[tuple[Any, ...]] = []
+    for event, lines in new_events:
+        day = day_of(event.business_day) if day_of else event.business_day
+        values += [(*x[:5], day, x[5], x[6], created) for x in lines]
+    if values:
+        placeholders = ", ".join("?" for _ in _LINE_COLUMNS)
+        c.exec_driver_sql(
+            f"INSERT INTO allocation_lines ({columns}) VALUES ({placeholders})", values
+        )
 
 
 def _issue_rows(found: Sequence[Issue], now: datetime, run_id: str | None) -> list[dict]:
@@ -777,25 +808,42 @@ def record_issues(
             c.execute(i.insert(), _issue_rows(new, now, run_id))
 
 
-def _record_issues(
-    engine: sa.Engine, day: date, found: Iterable[Issue], now: datetime, run_id: str | None
-) -> None:
-    """Open newly found issues of ``day``; close the day's open issues no longer found."""
-    found = list(found)
+def _open_issue_keys(
+    engine: sa.Engine, first: date, last: date
+) -> dict[date, dict[tuple[str, str, str], int]]:
     i = s.allocation_issues
-    with engine.begin() as c:
-        open_keys = _open_keys(c, i.c.business_day == day)
-        found_keys = {(x.source_id, x.kind, x.detail) for x in found}
-        gone = [issue_id for key, issue_id in open_keys.items() if key not in found_keys]
-        if gone:
-            c.execute(
-                i.update()
-                .where(i.c.issue_id.in_(gone))
-                .values(closed_at=now, resolution="no longer found by a recomputation")
+    with engine.connect() as c:
+        rows = c.execute(
+            sa.select(i.c.issue_id, i.c.source_id, i.c.kind, i.c.detail, i.c.business_day).where(
+                i.c.business_day.between(first, last), i.c.closed_at.is_(None)
             )
-        new = [x for x in found if (x.source_id, x.kind, x.detail) not in open_keys]
-        if new:
-            c.execute(i.insert(), _issue_rows(new, now, run_id))
+        ).all()
+    out: dict[date, dict[tuple[str, str, str], int]] = defaultdict(dict)
+    for r in rows:
+        out[r.business_day][(r.source_id, r.kind, r.detail)] = r.issue_id
+    return out
+
+
+def _sync_issues(
+    c: sa.Connection,
+    found: Sequence[Issue],
+    open_keys: Mapping[tuple[str, str, str], int],
+    now: datetime,
+    run_id: str | None,
+) -> None:
+    """Open a day's newly found issues; close its open issues a recomputation no longer finds."""
+    i = s.allocation_issues
+    found_keys = {(x.source_id, x.kind, x.detail) for x in found}
+    gone = [issue_id for key, issue_id in open_keys.items() if key not in found_keys]
+    if gone:
+        c.execute(
+            i.update()
+            .where(i.c.issue_id.in_(gone))
+            .values(closed_at=now, resolution="no longer found by a recomputation")
+        )
+    new = [x for x in found if (x.source_id, x.kind, x.detail) not in open_keys]
+    if new:
+        c.execute(i.insert(), _issue_rows(new, now, run_id))
 
 
 def open_issues(c: sa.Connection, kinds: Sequence[str] | None = None) -> list[Any]:
