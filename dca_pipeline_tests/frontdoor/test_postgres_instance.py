@@ -3,10 +3,11 @@
 The instance is ``deploy/dagster.postgres.yaml`` itself, copied into a throwaway
 ``DAGSTER_HOME`` with ``DAGSTER_PG_URL`` pointing at a fresh database; the ledger is a second
 fresh PostgreSQL database, seeded with the sample's clients (one LNbits wallet each) through the
-admin API, and Lamassu is the folder source on the bundled sample. The pipeline runs in a fresh process (the code location
-reads its ``DCA_*`` settings when imported), exactly as ``dca-pipeline demo --once`` runs it; the
-test then reads the run records, events and check evaluations back from PostgreSQL, and the
-payouts (real LNbits FakeWallet payments) back from the PostgreSQL ledger and LNbits.
+admin API, and Lamassu is the folder source on the bundled sample. The pipeline runs in a fresh
+process (the code location reads its ``DCA_*`` settings when imported), exactly as
+``dca-pipeline demo --once`` runs it. The test then reads the run records, events and check
+evaluations back from PostgreSQL, and the payouts (real LNbits FakeWallet payments) back from
+the PostgreSQL ledger and from LNbits.
 """
 
 from __future__ import annotations
