@@ -329,3 +329,27 @@ def test_checks_catch_overallocation_negative_balance_and_bad_basis_points(engin
     with engine.connect() as c:
         bp = al.check_commission_basis_points(c)
     assert not bp.passed and "sums to 9000 bp" in bp.description
+
+
+def test_cli_lists_and_acknowledges_issues(engine, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dca_pipeline.cli import main
+
+    with engine.begin() as c:
+        _two_clients(c)
+        add_cash_outs(c, [cash_out_row("first", T - timedelta(hours=1), 10_000, 1_300_000)])
+    day = RULES.business_day(T)
+    _run(engine, day, day)
+    with engine.begin() as c:
+        add_cash_outs(c, [cash_out_row("late", T - timedelta(hours=2), 10_000, 1_300_000)])
+    _run(engine, day, day)
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["allocations", "issues", "--json", "--ledger-url", url]) == 0
+    (issue,) = json.loads(capsys.readouterr().out)
+    assert (issue["kind"], issue["source_id"]) == ("late", "late")
+    assert main(["allocations", "acknowledge", str(issue["issue_id"]), "--note", " ",
+                 "--ledger-url", url]) == 2
+    assert "needs a note" in capsys.readouterr().err
+    assert main(["allocations", "acknowledge", str(issue["issue_id"]), "--note",
+                 "refunded by the operator", "--ledger-url", url]) == 0
+    assert main(["allocations", "issues", "--ledger-url", url]) == 0
+    assert "no open allocation issues" in capsys.readouterr().out
