@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "dca_pipeline.cli.lamassu_fixture",
     "dca_pipeline.cli.demo",
     "dca_pipeline.cli.payouts",
+    "dca_pipeline.cli.allocations",
 )
 
 
