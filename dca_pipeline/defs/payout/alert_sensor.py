@@ -54,14 +54,14 @@ def operator_alerts_sensor(
 ) -> dg.SkipReason:
     instance = context.instance
     if context.cursor is None:
-        latest = instance.get_event_records(
+        latest = instance.event_log_storage.get_event_records(
             dg.EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION),
             limit=1,
             ascending=False,
         )
         context.update_cursor(str(latest[0].storage_id if latest else 0))
         return dg.SkipReason("started: alerting on check evaluations from now on")
-    records = instance.get_event_records(
+    records = instance.event_log_storage.get_event_records(
         dg.EventRecordsFilter(
             event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=int(context.cursor)
         ),
