@@ -36,7 +36,7 @@ class TextColumn:
     def __init__(self, values: npt.NDArray[np.object_], present: BoolArray | None = None) -> None:
         self.values = values
         self.present: BoolArray = ~pd.isna(values) if present is None else present
-        self._codes: npt.NDArray[np.uint32] | None = None
+        self._codes: npt.NDArray[np.unsignedinteger] | None = None
 
     def _build(self) -> None:
         # Built on first use: columns only compared as whole strings never pay for it.
@@ -49,10 +49,13 @@ class TextColumn:
             lengths = np.where(self._too_long, 0, lengths)
         self._lengths = lengths
         width = max(int(lengths.max(initial=0)), 1)
-        self._codes = np.array(filled, dtype=f"U{width}").view(np.uint32).reshape(n, width)
+        try:  # ASCII (every canonical value): one byte per character
+            self._codes = np.array(filled, dtype=f"S{width}").view(np.uint8).reshape(n, width)
+        except UnicodeEncodeError:  # some other text: code points (never canonical anyway)
+            self._codes = np.array(filled, dtype=f"U{width}").view(np.uint32).reshape(n, width)
 
     @property
-    def codes(self) -> npt.NDArray[np.uint32]:
+    def codes(self) -> npt.NDArray[np.unsignedinteger]:
         if self._codes is None:
             self._build()
         return self._codes  # type: ignore[return-value]
@@ -77,7 +80,7 @@ class TextColumn:
         """(rows × width) mask of the positions that hold a character."""
         return np.arange(self.width)[None, :] < self.lengths[:, None]
 
-    def char_at(self, position: IntArray | int) -> npt.NDArray[np.uint32]:
+    def char_at(self, position: IntArray | int) -> npt.NDArray[np.unsignedinteger]:
         """The code point at ``position`` of each row (0 where the row is shorter)."""
         pos = np.broadcast_to(np.asarray(position, dtype=np.int64), self.lengths.shape)
         safe = np.clip(pos, 0, self.width - 1)
@@ -129,16 +132,18 @@ def flag(column: TextColumn) -> tuple[BoolArray, BoolArray, BoolArray]:
     return values == "t", values == "f", ~column.present
 
 
+_HEX = np.zeros(256, dtype=bool)
+_HEX[[ord(c) for c in "0123456789abcdefABCDEF"]] = True
+_DASHES = np.zeros(36, dtype=bool)
+_DASHES[[8, 13, 18, 23]] = True
+
+
 def uuid_text(column: TextColumn) -> BoolArray:
     """8-4-4-4-12 hex digits with dashes, either case (what ``uuid`` prints, and more)."""
-    if column.width < 36:
-        return np.zeros(len(column.lengths), dtype=bool)
+    if column.width < 36 or column.codes.dtype != np.uint8:
+        return np.zeros(len(column.values), dtype=bool)
     codes = column.codes[:, :36]
-    lower = codes | 0x20  # ASCII letters to lower case; digits and '-' are unchanged
-    hexdigit = ((codes >= _ZERO) & (codes <= _NINE)) | ((lower >= ord("a")) & (lower <= ord("f")))
-    dash_positions = np.zeros(36, dtype=bool)
-    dash_positions[[8, 13, 18, 23]] = True
-    shape_ok = np.where(dash_positions[None, :], codes == _DASH, hexdigit).all(axis=1)
+    shape_ok = np.where(_DASHES[None, :], codes == _DASH, _HEX[codes]).all(axis=1)
     return column.present & (column.lengths == 36) & shape_ok
 
 

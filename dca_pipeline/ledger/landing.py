@@ -25,12 +25,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from dca_pipeline.domain.money import MoneyParseError, parse_decimal
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.lamassu.validation import VALID_COLUMNS, parse_timestamp
+from dca_pipeline.lamassu.vectorized import TextColumn, utc_timestamp
 from dca_pipeline.ledger.schema import (
     lamassu_raw_revisions,
     lamassu_raw_rows,
@@ -46,12 +48,39 @@ CASH_IN_TXS = "cash_in_txs"
 
 
 def row_json(row: dict[str, str | None]) -> str:
-    """Canonical JSON of a raw row (every column, NULL as null), the text that is hashed.
+    """Canonical JSON of one raw row: keys sorted, NULL as null (what :func:`row_jsons` makes)."""
+    return pd.DataFrame([row], dtype=object).pipe(row_jsons)[0]
 
-    The same text the validation writes as a quarantined row's ``raw_row``, so a quarantine
-    row and the landed version it belongs to share their hash.
+
+def row_jsons(frame: pd.DataFrame) -> list[str]:
+    """Canonical JSON of every row (keys sorted, compact, ASCII), in C (pandas' encoder).
+
+    This text is what ``row_sha256`` hashes: the same row always gives the same hash.
     """
-    return json.dumps(row, sort_keys=True)
+    if frame.empty:
+        return []
+    ordered = frame.loc[:, sorted(frame.columns)].astype(object)
+    ordered = ordered.where(ordered.notna(), None)
+    # One object per line; a newline inside a value is escaped, so splitting is exact.
+    return ordered.to_json(orient="records", lines=True).split("\n")[: len(ordered)]
+
+
+def _created_and_days(
+    frame: pd.DataFrame, rules: BusinessRules
+) -> tuple[list[datetime | None], list[date | None]]:
+    """``created`` of every row as UTC (None when unreadable) and its business day."""
+    n = len(frame)
+    if n == 0 or "created" not in frame.columns:
+        return [None] * n, [None] * n
+    values = frame["created"].to_numpy(dtype=object)
+    ok, parsed = utc_timestamp(TextColumn(values))
+    created: list[datetime | None] = list(parsed.to_pydatetime())
+    days: list[date | None] = list(parsed.tz_convert(rules.zone).date)
+    for index in np.flatnonzero(~ok):  # a non-canonical spelling: the exact parser decides
+        moment = _created(values[index])
+        created[index] = moment
+        days[index] = rules.business_day(moment) if moment else None
+    return created, days
 
 
 def sha256(text: str) -> str:
@@ -166,21 +195,20 @@ def land_export(
 ) -> LandingCounts:
     """Upsert one parsed export (every column as text, None = NULL) by ``(table, id)``."""
     counts = LandingCounts(table=table, fetched=len(frame))
-    columns = list(frame.columns)
+    texts = row_jsons(frame)
+    created, days = _created_and_days(frame, rules)
+    ids = frame["id"].to_numpy(dtype=object) if len(frame) else []
     by_id: dict[str, dict[str, Any]] = {}
     copies: dict[str, set[str]] = {}
     bad: list[_Quarantined] = []
-    for values in frame.itertuples(index=False, name=None):
-        row = dict(zip(columns, values, strict=True))
-        text = row_json(row)
-        created = _created(row.get("created"))
-        day = rules.business_day(created) if created else None
-        row_id = row.get("id")
+    for index, row_id in enumerate(ids):
+        text = texts[index]
         if not row_id:
-            bad.append(_Quarantined(table, "", "id missing", text, day))
+            bad.append(_Quarantined(table, "", "id missing", text, days[index]))
             continue
         copies.setdefault(row_id, set()).add(text)
-        by_id[row_id] = {"text": text, "created": created, "day": day, "row": row}
+        by_id[row_id] = {"text": text, "created": created[index], "day": days[index],
+                         "index": index}  # fmt: skip
     for row_id, texts in copies.items():
         if len(texts) > 1:
             # Which copy is Lamassu's row is unknowable: land neither, quarantine every copy.
@@ -201,13 +229,14 @@ def land_export(
         ):  # fmt: skip
             existing[row_id] = (digest, revision)
     inserts, updates, revisions, unchanged = [], [], [], []
+    fiat = frame["fiat"].to_numpy(dtype=object) if "fiat" in frame.columns else None
     for row_id in ids:
         item = by_id[row_id]
         digest = sha256(item["text"])
-        if table in (CASH_OUT_TXS, CASH_IN_TXS):
+        if fiat is not None:
             # An unreadable fiat is validation's to quarantine; this total is informational.
-            with contextlib.suppress(MoneyParseError):
-                counts.fiat_total += parse_decimal(item["row"].get("fiat") or "0")
+            with contextlib.suppress(MoneyParseError, AttributeError):
+                counts.fiat_total += parse_decimal(fiat[item["index"]] or "0")
         previous = existing.get(row_id)
         if previous is None:
             inserts.append({

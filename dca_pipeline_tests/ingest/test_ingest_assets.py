@@ -141,7 +141,7 @@ def test_status_changes_between_fetches_keep_every_revision_and_flag_errors(
         if r["id"] == victim
     )  # fmt: skip
     assert [r[0] for r in revisions] == [1, 2]
-    assert '"error": null' in revisions[0][1] and '"error": "Bill jam"' in revisions[1][1]
+    assert '"error":null' in revisions[0][1] and '"error":"Bill jam"' in revisions[1][1]
     after = {r["id"]: r for r in table_rows(ledger, validated_table)}
     # Never deleted: updated to ineligible with the reason, and reported by the asset.
     assert not after[victim]["eligible"] and after[victim]["ineligible_reason"]
