@@ -16,7 +16,7 @@ database) for a SELECT-only role::
 
 plus a ``pg_hba.conf`` line that admits ``dca_reader`` from the pipeline's address only
 (``hostssl lamassu dca_reader <pipeline-ip>/32 scram-sha-256``). The DSN is given to the
-resource with ``dg.EnvVar("LAMASSU_PG_DSN")``; it is masked in ``repr()`` and never logged.
+resource with ``dg.EnvVar("DCA_LAMASSU_PG_DSN")``; it is masked in ``repr()`` and never logged.
 """
 
 from __future__ import annotations
