@@ -118,3 +118,24 @@ def test_live_sensor_fingerprint_sees_a_status_change(
     # Same row count (no new row), different content digest.
     assert after != before
     assert [p.split(":")[0] for p in after.split("|")][0] == before.split("|")[0].split(":")[0]
+
+
+@pytest.mark.ssh
+@pytest.mark.postgres
+def test_a_failing_remote_export_lands_nothing_and_says_why(
+    lamassu_db: LamassuDatabase, make_ssh_source, sqlite_ledger, instance, tmp_path: Path
+) -> None:
+    psql = shutil.which("psql")
+    # The real exports run, then the server refuses one table (as a missing GRANT would).
+    script = write_executable(
+        tmp_path / "psql_refuses_cash_in",
+        f'#!/bin/sh\n{psql} "$@" >/dev/null 2>&1\n'
+        "echo 'ERROR:  permission denied for table cash_in_txs' >&2\nexit 1\n",
+    )
+    source = make_ssh_source(lamassu_db.dbname, psql_executable=str(script))
+    result = materialize(source, sqlite_ledger, instance, "2025-06-10")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.to_string()
+    assert "permission denied for table cash_in_txs" in message
+    assert table_rows(sqlite_ledger, lamassu_raw_rows) == []
