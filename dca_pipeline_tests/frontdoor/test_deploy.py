@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 ENV_TEMPLATE = SYSTEMD / "dca-pipeline.env.example"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 UNITS = sorted(SYSTEMD.glob("*.service"))
 INSTALL_ROOT = "/opt/dca-pipeline"
 ENV_FILE = "/etc/dca-pipeline/dca-pipeline.env"
@@ -75,6 +76,14 @@ def test_the_environment_template_lists_every_variable_the_code_reads() -> None:
     assert {"DCA_LEDGER_URL", "DCA_TIMEZONE"} <= read  # the scan itself works
     missing = sorted(read - set(template_variables()))
     assert not missing, f"add to {ENV_TEMPLATE.relative_to(ROOT)}: {missing}"
+
+
+def test_the_configuration_reference_documents_every_variable() -> None:
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", CONFIG_DOC.read_text(), re.M))
+    assert documented == set(template_variables()), (
+        f"only in the template: {sorted(set(template_variables()) - documented)}; "
+        f"only in {CONFIG_DOC.name}: {sorted(documented - set(template_variables()))}"
+    )
 
 
 def test_the_environment_template_holds_no_secret() -> None:
