@@ -1,0 +1,293 @@
+"""The Dagster UI, served like production, proven in a real headless Chromium.
+
+Topology of ``deploy/``: a gRPC code server (``dagster api grpc``) and a ``dagster-webserver``
+reading ``deploy/workspace.grpc.yaml``, both on free 127.0.0.1 ports, with a throwaway
+``DAGSTER_HOME`` holding the embedded-default ``dagster.yaml``. Debian's ``chromium`` (installed
+by ``scripts/bootstrap.sh``; never a downloaded browser) renders the asset graph and each checked
+asset's Checks tab. The test asserts, from the rendered DOM text, that every asset, check and
+partitioning the code defines is shown, and saves screenshots under ``build/ui/``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from dca_pipeline.demo.seed import (
+    SAMPLE_FIRST_DAY,
+    SAMPLE_LAST_DAY,
+    copy_sample_lamassu,
+    placeholder_wallets,
+    seed_ledger,
+)
+from dca_pipeline.demo.servers import (
+    REPO_ROOT,
+    dismiss_community_prompt,
+    free_loopback_port,
+    graphql,
+    grpc_workspace_file,
+    start_code_server,
+    start_webserver,
+    wait_for_code_location,
+    wait_for_port,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.dagster]
+
+SCREENSHOTS = REPO_ROOT / "build" / "ui"
+BROWSER_TIMEOUT_S = 120
+# Virtual time lets the page's GraphQL round trips finish before the DOM is read or shot.
+VIRTUAL_TIME_MS = 30000
+
+ASSET_NODES_QUERY = """
+{
+  assetNodes {
+    assetKey { path }
+    isPartitioned
+    partitionDefinition { description }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class UiServer:
+    url: str
+    home: Path
+    workspace: Path
+    env: dict[str, str]
+
+
+def server_env(home: Path, tmp_path: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DAGSTER_", "DCA_", "LAMASSU_"))
+    }
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "DCA_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+            "DCA_LAMASSU_SOURCE": "folder",
+            "DCA_LAMASSU_FOLDER": str(copy_sample_lamassu(tmp_path / "lamassu")),
+        }
+    )
+    return env
+
+
+def materialize_the_sample_week(env: dict[str, str], tmp_path: Path) -> None:
+    """Fill the instance first, so the UI shows materialized partitions and evaluated checks
+    (payouts as a dry run: this test is about the UI, LNbits is proven elsewhere)."""
+    seed_ledger(env["DCA_LEDGER_URL"], placeholder_wallets())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dca_pipeline.demo.runner",
+            "--first-day",
+            SAMPLE_FIRST_DAY,
+            "--last-day",
+            SAMPLE_LAST_DAY,
+        ],  # fmt: skip
+        cwd=tmp_path,
+        env={**env, "DCA_PAYOUTS_DRY_RUN": "true"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    tmp_path = tmp_path_factory.mktemp("ui")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = server_env(home, tmp_path)
+    materialize_the_sample_week(env, tmp_path)
+    grpc_port, web_port = free_loopback_port(), free_loopback_port()
+    workspace = grpc_workspace_file(tmp_path / "workspace.yaml", grpc_port)
+    url = f"http://127.0.0.1:{web_port}"
+    code = start_code_server(grpc_port, env=env, log_path=tmp_path / "code_server.log")
+    try:
+        wait_for_port(grpc_port, code)
+        with start_webserver(
+            web_port, workspace, env=env, log_path=tmp_path / "webserver.log"
+        ) as web:
+            wait_for_code_location(url, web)
+            dismiss_community_prompt(url)
+            yield UiServer(url=url, home=home, workspace=workspace, env=env)
+    finally:
+        code.stop()
+
+
+def chromium_binary() -> str:
+    found = shutil.which("chromium")
+    assert found, "Debian chromium is missing: run `bash scripts/bootstrap.sh`"
+    return found
+
+
+def chromium(url: str, profile: Path, *args: str) -> str:
+    """Run headless Chromium once on ``url``; its stdout (the DOM with ``--dump-dom``)."""
+    command = [
+        chromium_binary(),
+        "--headless",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--window-size=1600,1000",
+        f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+        *args,
+        url,
+    ]
+    if os.geteuid() == 0:
+        command.insert(2, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def rendered_text(dom: str) -> list[str]:
+    """The visible text pieces of a DOM dump, in document order."""
+    dom = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S | re.I)
+    pieces = html.unescape(re.sub(r"<[^>]+>", "\n", dom)).splitlines()
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def defined_graph() -> tuple[dict[str, bool], dict[str, set[str]]]:
+    """From the code itself: asset → partitioned?, and asset → its check names."""
+    from dca_pipeline.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    partitioned = {
+        key.to_user_string(): graph.get(key).partitions_def is not None
+        for key in graph.get_all_asset_keys()
+    }
+    checks: dict[str, set[str]] = {}
+    for check_key in graph.asset_check_keys:
+        checks.setdefault(check_key.asset_key.to_user_string(), set()).add(check_key.name)
+    return partitioned, checks
+
+
+def test_the_served_graph_is_the_defined_graph(ui_server: UiServer) -> None:
+    partitioned, checks = defined_graph()
+    nodes = graphql(ui_server.url, ASSET_NODES_QUERY)["assetNodes"]
+    served = {"/".join(node["assetKey"]["path"]): node for node in nodes}
+
+    assert set(served) == set(partitioned)
+    for name, is_partitioned in partitioned.items():
+        assert served[name]["isPartitioned"] is is_partitioned, name
+        served_checks = {c["name"] for c in served[name]["assetChecksOrError"].get("checks", [])}
+        assert served_checks == checks.get(name, set()), name
+
+
+def test_the_asset_graph_renders_assets_checks_and_partitions(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    partitioned, checks = defined_graph()
+    assert partitioned, "the pipeline defines no asset yet"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = f"{ui_server.url}/asset-groups"
+
+    screenshot = SCREENSHOTS / "asset_graph.png"
+    screenshot.unlink(missing_ok=True)
+    chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}")
+    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+    text = rendered_text(chromium(page, tmp_path / "profile-dom", "--dump-dom"))
+    assert "Global asset lineage" in text
+    # The UI refuses to lay out a graph with a cycle (e.g. two assets depending on each other's
+    # previous partition) and shows this instead of the lineage.
+    assert "Cycle detected" not in text, "the UI cannot draw the asset graph: it has a cycle"
+    missing = sorted(name for name in partitioned if name not in text)
+    assert not missing, f"assets not rendered in the graph: {missing}"
+    # Every node shows an "Asset checks" row; nodes with checks show "<passed> / <total> ...".
+    assert text.count("Asset checks") >= len(partitioned)
+    check_totals = [int(m.group(1)) for t in text if (m := re.search(r"\d+ / (\d+)", t))]
+    assert sorted(check_totals) == sorted(len(names) for names in checks.values())
+    # Partitioned nodes show their partition count, e.g. "695 partitions".
+    partition_rows = [t for t in text if re.fullmatch(r"[\d,]+ partitions?", t)]
+    assert len(partition_rows) == sum(partitioned.values())
+
+
+def test_each_checked_asset_lists_its_checks(ui_server: UiServer, tmp_path: Path) -> None:
+    _, checks = defined_graph()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pages = sorted(checks.items())
+
+    def render(item: tuple[int, tuple[str, set[str]]]) -> list[str]:
+        index, (asset, _) = item
+        page = f"{ui_server.url}/assets/{quote(asset)}?view=checks"
+        return rendered_text(chromium(page, tmp_path / f"profile-{index}", "--dump-dom"))
+
+    # A few browsers at once: each spends most of its time starting up and parsing the app.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        texts = list(pool.map(render, enumerate(pages)))
+    for (asset, names), text in zip(pages, texts, strict=True):
+        assert f"Checks ({len(names)})" in text, (asset, text)
+        assert names <= set(text), (asset, names - set(text))
+    if checks:
+        first = sorted(checks)[0]
+        chromium(
+            f"{ui_server.url}/assets/{quote(first)}?view=checks",
+            tmp_path / "profile-checks-shot",
+            f"--screenshot={SCREENSHOTS / 'asset_checks.png'}",
+        )
+
+
+def test_the_partitioned_assets_use_the_business_day_calendar(ui_server: UiServer) -> None:
+    from dca_pipeline.defs.settings import business_days
+
+    nodes = graphql(ui_server.url, ASSET_NODES_QUERY)["assetNodes"]
+    descriptions = {
+        node["partitionDefinition"]["description"] for node in nodes if node["isPartitioned"]
+    }
+    # One partitioning for the whole pipeline: the business days of settings.py.
+    assert descriptions == {str(business_days)}, descriptions
+
+
+def test_the_runbook_launch_command_queues_a_payout_run(ui_server: UiServer) -> None:
+    """docs/runbook.md: `dagster job launch -w deploy/workspace.grpc.yaml -j payout_job` goes
+    through the code server to the instance's run queue (the daemon, absent here, starts it)."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "job",
+            "launch",
+            "-w",
+            str(ui_server.workspace),
+            "-j",
+            "payout_job",
+        ],  # fmt: skip
+        cwd=REPO_ROOT,
+        env=ui_server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = graphql(
+        ui_server.url,
+        '{ runsOrError(filter: {pipelineName: "payout_job"}) '
+        "{ ... on Runs { results { status tags { key value } } } } }",
+    )["runsOrError"]["results"]
+    queued = [r for r in runs if r["status"] == "QUEUED"]
+    assert len(queued) == 1, runs
+    assert {"key": "dca/payout", "value": "1"} in queued[0]["tags"]
