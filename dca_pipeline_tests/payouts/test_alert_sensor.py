@@ -38,6 +38,12 @@ def lines_add_up() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=OUTCOME["money"], description="1 sat missing")
 
 
+DEFS = dg.Definitions(
+    assets=[validated_cash_outs],
+    asset_checks=[quarantine_report, ticker_deviation, lines_add_up],
+)
+
+
 def _materialize(instance: dg.DagsterInstance, **outcome: bool) -> None:
     OUTCOME.update({"money": True, "quarantine": True, "ticker": True} | outcome)
     dg.materialize(
@@ -48,14 +54,19 @@ def _materialize(instance: dg.DagsterInstance, **outcome: bool) -> None:
 
 
 def test_each_failed_error_check_and_quarantine_alerts_once() -> None:
-    instance = dg.DagsterInstance.ephemeral()
+    # The daemon's default storage (run-sharded SQLite on disk), not the in-memory one.
+    with dg.instance_for_test() as instance:
+        _check_alerts(instance)
+
+
+def _check_alerts(instance: dg.DagsterInstance) -> None:
     _materialize(instance, money=False)  # history before the sensor starts: no alert
     with running_webhook_receiver() as receiver:
         resources = {"alerts": AlertsResource(webhook=WebhookAlerts(url=receiver.url("/a")))}
 
         def tick(cursor: str | None) -> str | None:
             with dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources=resources
+                instance=instance, cursor=cursor, resources=resources, definitions=DEFS
             ) as context:
                 operator_alerts_sensor(context)
                 return context.cursor

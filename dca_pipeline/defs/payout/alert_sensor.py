@@ -8,7 +8,10 @@ It only sends alerts (no runs, no money), so it starts RUNNING.
 """
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from dca_pipeline.alerts import Alert, AlertKind
 from dca_pipeline.defs.payout.resources import AlertsResource
@@ -43,6 +46,24 @@ def _alert_for(evaluation: dg.AssetCheckEvaluation, run_id: str) -> Alert | None
     )
 
 
+def _evaluations_after(
+    instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], after_id: int
+) -> list[AssetCheckExecutionRecord]:
+    """Finished evaluations with an execution id above ``after_id``, oldest first.
+
+    Read per check key from the asset-check execution table (works on every instance storage;
+    a cross-run event query is refused by the default run-sharded SQLite storage)."""
+    found: list[AssetCheckExecutionRecord] = []
+    storage = instance.event_log_storage
+    for key in keys:
+        for record in storage.get_asset_check_execution_history(key, limit=BATCH):
+            if record.id <= after_id:
+                break  # newest first
+            if record.status is not AssetCheckExecutionRecordStatus.PLANNED:
+                found.append(record)
+    return sorted(found, key=lambda record: record.id)
+
+
 @dg.sensor(
     name="operator_alerts_sensor",
     minimum_interval_seconds=60,
@@ -53,30 +74,26 @@ def operator_alerts_sensor(
     context: dg.SensorEvaluationContext, alerts: AlertsResource
 ) -> dg.SkipReason:
     instance = context.instance
-    if context.cursor is None:
-        latest = instance.event_log_storage.get_event_records(
-            dg.EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION),
-            limit=1,
-            ascending=False,
-        )
-        context.update_cursor(str(latest[0].storage_id if latest else 0))
-        return dg.SkipReason("started: alerting on check evaluations from now on")
-    records = instance.event_log_storage.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=int(context.cursor)
-        ),
-        limit=BATCH,
-        ascending=True,
+    keys = sorted(
+        context.repository_def.asset_graph.asset_check_keys,  # type: ignore[union-attr]
+        key=lambda key: key.to_user_string(),
     )
+    if context.cursor is None:
+        latest = [
+            record.id
+            for key in keys
+            for record in instance.event_log_storage.get_asset_check_execution_history(key, 1)
+        ]
+        context.update_cursor(str(max(latest, default=0)))
+        return dg.SkipReason("started: alerting on check evaluations from now on")
+    records = _evaluations_after(instance, keys, int(context.cursor))
     dispatcher = alerts.dispatcher(context.log)
     sent = 0
     for record in records:
-        entry = record.event_log_entry
-        event = entry.dagster_event
-        if event is not None:
-            alert = _alert_for(event.event_specific_data, entry.run_id)  # type: ignore[arg-type]
-            if alert is not None:
-                dispatcher.send(alert)
-                sent += 1
-        context.update_cursor(str(record.storage_id))
+        evaluation = record.evaluation
+        alert = _alert_for(evaluation, record.run_id) if evaluation is not None else None
+        if alert is not None:
+            dispatcher.send(alert)
+            sent += 1
+        context.update_cursor(str(record.id))
     return dg.SkipReason(f"{len(records)} check evaluation(s) read, {sent} alert(s) sent")
