@@ -58,7 +58,9 @@ def allocation_specs() -> list[dg.AssetSpec]:
             FIXED,
             group_name="allocation",
             kinds={"sqlalchemy"},
-            deps=[VALIDATED, _self(FLOW), _self(FIXED)],
+            # Not flow(previous day) as well: two cross-asset previous-day edges form a cycle
+            # the UI cannot draw. One step computes both assets, so the order is unchanged.
+            deps=[VALIDATED, _self(FIXED)],
             description=(
                 "The daily fixed run at the configured local time (§5): min(limit, balance, "
                 "system max) per active fixed client at the day's reference rate. Ledger: "
