@@ -11,8 +11,13 @@
 2. **Backfill**: ``--backfill-days`` days of ``--backfill-cash-outs`` cash-outs and
    ``--backfill-clients`` clients (80 % flow, 20 % fixed), materialized as ONE run (a range, as
    a UI backfill does with ``BackfillPolicy.single_run``) and as one run per partition, each on a
-   fresh ledger and the same kind of Dagster instance (SQLite on disk, like the embedded
-   default). Both must produce the same ledger (checked). Goals: one run ≤ 60 s, ≥ 10× faster.
+   fresh ledger and the same kind of Dagster instance (``--instance sqlite``: on disk, like the
+   default, or in memory with ``--instance ephemeral``). Both must produce the same ledger
+   (checked). Goals: one run ≤ 60 s, ≥ 10× faster.
+
+3. **The admin path** (``--cli-sample K``): one ``dagster asset materialize --partition-range``
+   process for the whole backfill, against K ``--partition`` processes (one per day, a process
+   each, as Dagster's run launcher starts one per run), extrapolated to every day.
 
 PostgreSQL: ``--ledger postgres`` creates and drops a throwaway database on
 ``DCA_TEST_PG_DSN`` (default postgresql://postgres@127.0.0.1:5432/postgres).
@@ -24,6 +29,8 @@ import argparse
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -133,14 +140,18 @@ def materialize(ledger: LedgerResource, instance: dg.DagsterInstance, first: dat
 
 
 @contextmanager
-def sqlite_instance() -> Iterator[dg.DagsterInstance]:
+def dagster_instance(kind: str) -> Iterator[dg.DagsterInstance]:
+    """``ephemeral`` (in memory) or ``sqlite`` (run/event storage on disk, the embedded default)."""
+    if kind == "ephemeral":
+        yield dg.DagsterInstance.ephemeral()
+        return
     with tempfile.TemporaryDirectory(prefix="bench-dagster-") as home:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         with dg.DagsterInstance.from_config(home) as instance:
             yield instance
 
 
-def bench_day(kind: str, cash_outs: int, clients: int) -> None:
+def bench_day(kind: str, cash_outs: int, clients: int, instance_kind: str) -> None:
     day = date(2025, 3, 3)
     print(f"\n== one business day: {cash_outs} cash-outs × {clients} flow clients ({kind})")
     with fresh_ledger(kind) as ledger:
@@ -156,7 +167,7 @@ def bench_day(kind: str, cash_outs: int, clients: int) -> None:
     print(f"writer (allocate_range): {writer:6.2f} s  {n_events} events, {n_lines} lines "
           f"({n_lines / writer:,.0f} lines/s)  goal ≤ 5 s: {'OK' if writer <= 5 else 'MISSED'}")
     print(f"re-run (recompute + compare, writes nothing): {verify:6.2f} s")
-    with fresh_ledger(kind) as ledger, sqlite_instance() as instance:
+    with fresh_ledger(kind) as ledger, dagster_instance(instance_kind) as instance:
         seed(ledger, day, 1, cash_outs, clients, 0)
         t = time.perf_counter()
         materialize(ledger, instance, day, day)
@@ -167,13 +178,15 @@ def bench_day(kind: str, cash_outs: int, clients: int) -> None:
     assert out.lines_written == n_lines
 
 
-def bench_backfill(kind: str, days: int, per_day: int, clients: int, per_partition: bool) -> None:
+def bench_backfill(
+    kind: str, days: int, per_day: int, clients: int, per_partition: bool, instance_kind: str
+) -> None:
     first = date(2025, 1, 1)
     last = first + timedelta(days=days - 1)
     flow, fixed = clients * 4 // 5, clients - clients * 4 // 5
     print(f"\n== backfill {first}..{last}: {days} days × {per_day} cash-outs, {flow} flow + "
-          f"{fixed} fixed clients ({kind} ledger, SQLite Dagster instance)")
-    with fresh_ledger(kind) as ledger, sqlite_instance() as instance:
+          f"{fixed} fixed clients ({kind} ledger, {instance_kind} Dagster instance)")
+    with fresh_ledger(kind) as ledger, dagster_instance(instance_kind) as instance:
         seed(ledger, first, days, per_day, flow, fixed)
         t = time.perf_counter()
         materialize(ledger, instance, first, last)
@@ -186,7 +199,7 @@ def bench_backfill(kind: str, days: int, per_day: int, clients: int, per_partiti
           f"lines  goal ≤ 60 s: {'OK' if one_run <= 60 else 'MISSED'}")
     if not per_partition:
         return
-    with fresh_ledger(kind) as ledger, sqlite_instance() as instance:
+    with fresh_ledger(kind) as ledger, dagster_instance(instance_kind) as instance:
         seed(ledger, first, days, per_day, flow, fixed)
         t = time.perf_counter()
         for d in range(days):
@@ -201,6 +214,47 @@ def bench_backfill(kind: str, days: int, per_day: int, clients: int, per_partiti
           f"(goal ≥ 10×: {'OK' if ratio >= 10 else 'MISSED'})")
 
 
+def _cli(ledger: LedgerResource, home: str, partition_args: list[str]) -> float:
+    """One `dagster asset materialize` process (what an admin or a per-partition run costs)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": os.environ.get("PATH", ""), "DAGSTER_HOME": home, "DCA_LEDGER_URL": ledger.url,
+           "HOME": os.environ.get("HOME", "/root")}
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+               "-m", "dca_pipeline.definitions", "--select",
+               "flow_allocations,fixed_allocations,commission_splits,client_balances",
+               *partition_args]
+    t = time.perf_counter()
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"dagster asset materialize failed: {done.stderr[-1500:]}")
+    return elapsed
+
+
+def bench_cli(kind: str, days: int, per_day: int, clients: int, sample: int) -> None:
+    first = date(2025, 1, 1)
+    last = first + timedelta(days=days - 1)
+    flow, fixed = clients * 4 // 5, clients - clients * 4 // 5
+    print(f"\n== the admin path: `dagster asset materialize` processes, {days} days "
+          f"({kind} ledger, SQLite Dagster instance on disk = the embedded default)")
+    yaml = (Path(__file__).resolve().parents[1] / "dagster.yaml").read_text()
+    with fresh_ledger(kind) as ledger, tempfile.TemporaryDirectory() as home:
+        Path(home, "dagster.yaml").write_text(yaml)
+        seed(ledger, first, days, per_day, flow, fixed)
+        one = _cli(ledger, home, ["--partition-range", f"{first}...{last}"])
+    print(f"--partition-range (one run): {one:6.2f} s")
+    with fresh_ledger(kind) as ledger, tempfile.TemporaryDirectory() as home:
+        Path(home, "dagster.yaml").write_text(yaml)
+        seed(ledger, first, days, per_day, flow, fixed)
+        times = [_cli(ledger, home, ["--partition", str(first + timedelta(days=d))])
+                 for d in range(sample)]
+    mean = sum(times) / len(times)
+    total = mean * days
+    print(f"--partition per day: {mean:5.2f} s each (mean of the first {sample} days) → "
+          f"{days} runs ≈ {total:,.0f} s (extrapolated) → one run is {total / one:.1f}× faster "
+          f"(goal ≥ 10×: {'OK' if total / one >= 10 else 'MISSED'})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ledger", choices=["sqlite", "postgres"], default="sqlite")
@@ -209,15 +263,23 @@ def main() -> None:
     p.add_argument("--backfill-days", type=int, default=365)
     p.add_argument("--backfill-cash-outs", type=int, default=50)
     p.add_argument("--backfill-clients", type=int, default=100)
+    p.add_argument("--instance", choices=["ephemeral", "sqlite"], default="ephemeral",
+                   help="Dagster instance for the in-process runs (the same for both sides)")
     p.add_argument("--skip-day", action="store_true")
     p.add_argument("--skip-backfill", action="store_true")
     p.add_argument("--skip-per-partition", action="store_true")
+    p.add_argument("--cli-sample", type=int, default=0,
+                   help="also time the CLI path: one --partition-range process vs this many "
+                        "--partition processes (extrapolated to every day)")
     args = p.parse_args()
     if not args.skip_day:
-        bench_day(args.ledger, args.day_cash_outs, args.day_clients)
+        bench_day(args.ledger, args.day_cash_outs, args.day_clients, args.instance)
     if not args.skip_backfill:
         bench_backfill(args.ledger, args.backfill_days, args.backfill_cash_outs,
-                       args.backfill_clients, not args.skip_per_partition)
+                       args.backfill_clients, not args.skip_per_partition, args.instance)
+    if args.cli_sample:
+        bench_cli(args.ledger, args.backfill_days, args.backfill_cash_outs, args.backfill_clients,
+                  args.cli_sample)
 
 
 if __name__ == "__main__":

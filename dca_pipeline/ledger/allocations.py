@@ -305,6 +305,8 @@ class DayOutcome:
     lines_written: int = 0
     pending: int = 0  # due later (younger than settle_minutes, or after one that is)
     skipped: bool = False  # an earlier day of the run differs: not processed
+    #: Before the ledger's first allocated day: allocation started later, nothing to do.
+    before_ledger: bool = False
     issues: list[Issue] = field(default_factory=list)
 
     @property
@@ -475,6 +477,9 @@ def allocate_range(
         inputs = load_inputs(c)
         state = state_before(c, first_day)
         ledger_last = last_event_key(c)
+        ledger_first_day = c.execute(
+            sa.select(sa.func.min(s.allocation_events.c.business_day))
+        ).scalar()
         stored_events = _ledger_events(c, first_day, last_day)
         stored_lines, compensation = _ledger_lines(c, first_day, last_day)
         window_start = first_day - timedelta(days=1)
@@ -521,6 +526,11 @@ def allocate_range(
         outcome.days.append(result)
         if stop:
             result.skipped = True
+            continue
+        if ledger_first_day is not None and day < ledger_first_day:
+            # Allocation began later (a go-live or a first backfill): these days are not late,
+            # and allocating them now would be out of order.
+            result.before_ledger = True
             continue
         stored = events_by_day.get(day, [])
         stored_ids = {ev.source_id for ev in stored}
@@ -877,23 +887,33 @@ def due_range(
     now: datetime,
     settle_minutes: int,
     start_day: date,
+    recheck_days: int = 2,
 ) -> tuple[date, date] | None:
     """The business days a live run must process now, or None when nothing is due.
 
-    Something is due when an eligible, unallocated cash-out older than the settle time sorts
-    after the last allocated event, or when a fixed run's time plus the settle time has passed
-    and it is not allocated yet. The range starts at the day of the last allocated event (so a
-    cash-out that settles after midnight is still allocated with its own day) and ends today.
+    Due: an eligible, unallocated cash-out older than the settle time that sorts after the last
+    allocated event; a fixed run whose time plus the settle time has passed; or, within the
+    last ``recheck_days`` days (the ingest's overlap window, where Lamassu rows still change), a
+    late or revoked cash-out not reported yet. The range starts at the earlier of the day of
+    the last allocated event and ``today - recheck_days`` (so such changes are recompared and
+    reported, and a cash-out that settles after midnight is allocated with its own day), and
+    ends today.
     """
     cutoff = now - timedelta(minutes=settle_minutes)
     today = rules.business_day(now)
-    v, e = s.validated_cash_outs, s.allocation_events
+    v, e, i = s.validated_cash_outs, s.allocation_events, s.allocation_issues
     with engine.connect() as c:
         last = last_event_key(c)
-        first = max(start_day, rules.business_day(last[0])) if last else start_day
+        first = today - timedelta(days=recheck_days)
+        if last is not None:
+            first = min(first, rules.business_day(last[0]))
+        first = max(first, start_day) if last is not None else start_day
+        ledger_first_day = c.execute(sa.select(sa.func.min(e.c.business_day))).scalar()
+        if ledger_first_day is not None:
+            first = max(first, ledger_first_day)
         if first > today:
             return None
-        query = (
+        unallocated = c.execute(
             sa.select(v.c.event_time, v.c.id)
             .select_from(v.outerjoin(e, e.c.source_id == v.c.id))
             .where(
@@ -902,9 +922,29 @@ def due_range(
                 v.c.event_time <= cutoff,
                 v.c.business_day.between(first, today),
             )
-        )
-        unallocated = c.execute(query).all()
-    if any(last is None or (t, CASH_OUT_RANK, i) > last for t, i in unallocated):
+        ).all()
+        reported = {
+            source_id
+            for source_id in c.execute(
+                sa.select(i.c.source_id).where(i.c.business_day.between(first, today))
+            ).scalars()
+        }
+        # Allocated cash-outs whose validated row is no longer eligible (or gone).
+        revoked = c.execute(
+            sa.select(e.c.source_id)
+            .select_from(e.outerjoin(v, v.c.id == e.c.source_id))
+            .where(
+                e.c.source_kind == "cash_out",
+                e.c.business_day.between(first, today),
+                sa.or_(v.c.id.is_(None), v.c.eligible.is_(False)),
+            )
+        ).scalars().all()
+    for t, cash_out_id in unallocated:
+        if last is None or (t, CASH_OUT_RANK, cash_out_id) > last:
+            return first, today  # new work
+        if cash_out_id not in reported:
+            return first, today  # late: to be reported
+    if any(source_id not in reported for source_id in revoked):
         return first, today
     for day in days_between(first, today):
         run_at = rules.fixed_run_at(day)

@@ -286,7 +286,16 @@ def test_due_range_follows_settled_cash_outs_and_the_fixed_run(engine) -> None: 
     with engine.begin() as c:
         add_cash_outs(c, [cash_out_row("tx", run_at + timedelta(hours=1), 10_000, 1_300_000)])
     assert due(run_at + timedelta(hours=1, minutes=5)) is None
-    assert due(run_at + timedelta(hours=1, minutes=15)) == (day, day)
+    assert due(run_at + timedelta(hours=1, minutes=15)) == (start, day)
+    later = run_at + timedelta(hours=2)
+    _run(engine, start, day, now=later)
+    assert due(later) is None
+    with engine.begin() as c:  # Lamassu marks the allocated cash-out errored (overlap window)
+        c.execute(s.validated_cash_outs.update().where(s.validated_cash_outs.c.id == "tx")
+                  .values(eligible=False, error="dispense failed"))
+    assert due(later) == (start, day)  # to be re-compared and reported
+    _run(engine, start, day, now=later)
+    assert due(later) is None  # reported once; the open issue holds the payouts
 
 
 # --------------------------------------------------------------------------- the checks can fail
@@ -353,3 +362,12 @@ def test_cli_lists_and_acknowledges_issues(engine, capsys) -> None:  # type: ign
                  "refunded by the operator", "--ledger-url", url]) == 0
     assert main(["allocations", "issues", "--ledger-url", url]) == 0
     assert "no open allocation issues" in capsys.readouterr().out
+
+
+def test_days_before_the_ledgers_first_day_are_not_late_and_not_allocated(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        seed_scenario(c, SCENARIO)
+    _run(engine, date(2025, 3, 3), date(2025, 3, 5))
+    out = _run(engine, SCENARIO.first_day, date(2025, 3, 5))
+    assert out.reproduced and not out.issues and out.events_written == 0
+    assert [d.day for d in out.days if d.before_ledger] == [date(2025, 3, 1), date(2025, 3, 2)]

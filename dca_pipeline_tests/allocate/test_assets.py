@@ -283,6 +283,8 @@ def test_live_sensor_requests_one_range_run_that_allocates_todays_cash_outs(ledg
     context = dg.build_sensor_context(instance=instance, resources=resources)
     result = allocation_live_sensor(context)
     (request,) = result.run_requests
+    # From the start of the ingest's 48 h overlap window, but not before the ledger's first
+    # allocated day (allocation began yesterday here), to today.
     assert request.tags["dagster/asset_partition_range_start"] == yesterday.isoformat()
     assert request.tags["dagster/asset_partition_range_end"] == today.isoformat()
     assert set(request.asset_selection) == set(ALLOCATION_ASSET_KEYS)

@@ -7,8 +7,9 @@ run is due at its configured local time (plus the settle time, so every cash-out
 final). Eager also only targets the latest partition, while a cash-out that settles after
 midnight still belongs to yesterday. The sensor asks the ledger what is due
 (:func:`dca_pipeline.ledger.allocations.due_range`) and requests ONE run over
-[day of the last allocated event, today]; re-processing the allocated part of that range is a
-recompute-and-compare that changes nothing.
+[day of the last allocated event or the start of the ingest's overlap window, today]; the
+allocated part of that range is recomputed and compared, which changes nothing, and reports a
+cash-out Lamassu changed after it was allocated (errored) or delivered late.
 
 Like the ingest and payout sensors it starts STOPPED: an operator turns the live chain on in
 the UI (ingest, then this one). With an empty ledger the first range starts at the partitions'
@@ -59,6 +60,8 @@ def allocation_live_sensor(
         now=now,
         settle_minutes=settings.settle_minutes,
         start_day=business_days.start.date(),
+        # Lamassu rows change within the ingest's overlap window: recompare those days.
+        recheck_days=max(1, -(-settings.overlap_hours // 24)),
     )
     if due is None:
         return dg.SkipReason("nothing due: no settled unallocated cash-out, no fixed run due")
