@@ -346,13 +346,16 @@ def landed_cash_outs(
 
 
 def landed_actions(connection: sa.Connection, since: datetime) -> pd.DataFrame:
-    """Landed ``cash_out_actions`` created at or after ``since`` (a cash-out's dispense
-    action never precedes the cash-out, so this holds every action of the window's rows)."""
+    """Landed ``dispense`` actions created at or after ``since`` (a cash-out's dispense
+    action never precedes the cash-out, so this holds the dispense of every row of the
+    window). Validation reads nothing else from ``cash_out_actions``."""
     raw = lamassu_raw_rows.c
     result = connection.execute(
         sa.select(raw.row_json).where(
             raw.source_table == CASH_OUT_ACTIONS,
             sa.or_(raw.created >= since, raw.created.is_(None)),
+            # row_jsons() writes compact JSON, so the action reads exactly like this.
+            raw.row_json.contains('"action":"dispense"', autoescape=True),
         )
     ).scalars()
     frame = _frame(result)
@@ -381,7 +384,7 @@ _COMPARED = VALID_COLUMNS
 def _column(series: pd.Series) -> list[Any]:
     """One column as plain Python values (datetime, int, bool, str, None) for the database."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return [None if v is pd.NaT else v for v in series.dt.to_pydatetime()]
+        return [None if v is pd.NaT else v for v in series.array.to_pydatetime()]
     if isinstance(series.dtype, pd.Int64Dtype):
         return series.astype(object).where(series.notna(), None).tolist()
     return series.tolist()
