@@ -32,6 +32,7 @@ from dca_pipeline.demo.seed import (
     seed_ledger,
 )
 from dca_pipeline.demo.servers import (
+    LOCATION_NAME,
     REPO_ROOT,
     dismiss_community_prompt,
     free_loopback_port,
@@ -171,41 +172,48 @@ def rendered_text(dom: str) -> list[str]:
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
-def defined_graph() -> tuple[dict[str, bool], dict[str, set[str]]]:
-    """From the code itself: asset → partitioned?, and asset → its check names."""
+@dataclass(frozen=True)
+class DefinedAsset:
+    group: str
+    partitioned: bool
+    checks: frozenset[str]
+
+
+def defined_graph() -> dict[str, DefinedAsset]:
+    """From the code itself: every asset with its group, partitioning and check names."""
     from dca_pipeline.definitions import defs
 
     graph = defs().resolve_asset_graph()
-    partitioned = {
-        key.to_user_string(): graph.get(key).partitions_def is not None
-        for key in graph.get_all_asset_keys()
-    }
     checks: dict[str, set[str]] = {}
     for check_key in graph.asset_check_keys:
         checks.setdefault(check_key.asset_key.to_user_string(), set()).add(check_key.name)
-    return partitioned, checks
+    return {
+        key.to_user_string(): DefinedAsset(
+            group=graph.get(key).group_name,
+            partitioned=graph.get(key).partitions_def is not None,
+            checks=frozenset(checks.get(key.to_user_string(), ())),
+        )
+        for key in graph.get_all_asset_keys()
+    }
 
 
 def test_the_served_graph_is_the_defined_graph(ui_server: UiServer) -> None:
-    partitioned, checks = defined_graph()
+    defined = defined_graph()
     nodes = graphql(ui_server.url, ASSET_NODES_QUERY)["assetNodes"]
     served = {"/".join(node["assetKey"]["path"]): node for node in nodes}
 
-    assert set(served) == set(partitioned)
-    for name, is_partitioned in partitioned.items():
-        assert served[name]["isPartitioned"] is is_partitioned, name
+    assert set(served) == set(defined)
+    for name, asset in defined.items():
+        assert served[name]["isPartitioned"] is asset.partitioned, name
         served_checks = {c["name"] for c in served[name]["assetChecksOrError"].get("checks", [])}
-        assert served_checks == checks.get(name, set()), name
+        assert served_checks == asset.checks, name
 
 
-def test_the_asset_graph_renders_assets_checks_and_partitions(
-    ui_server: UiServer, tmp_path: Path
-) -> None:
-    partitioned, checks = defined_graph()
-    assert partitioned, "the pipeline defines no asset yet"
+def test_the_global_lineage_shows_every_group(ui_server: UiServer, tmp_path: Path) -> None:
+    defined = defined_graph()
+    assert defined, "the pipeline defines no asset yet"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = f"{ui_server.url}/asset-groups"
-
     screenshot = SCREENSHOTS / "asset_graph.png"
     screenshot.unlink(missing_ok=True)
     chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}")
@@ -216,40 +224,51 @@ def test_the_asset_graph_renders_assets_checks_and_partitions(
     # The UI refuses to lay out a graph with a cycle (e.g. two assets depending on each other's
     # previous partition) and shows this instead of the lineage.
     assert "Cycle detected" not in text, "the UI cannot draw the asset graph: it has a cycle"
-    missing = sorted(name for name in partitioned if name not in text)
-    assert not missing, f"assets not rendered in the graph: {missing}"
-    # Every node shows an "Asset checks" row; nodes with checks show "<passed> / <total> ...".
-    assert text.count("Asset checks") >= len(partitioned)
-    check_totals = [int(m.group(1)) for t in text if (m := re.search(r"\d+ / (\d+)", t))]
-    assert sorted(check_totals) == sorted(len(names) for names in checks.values())
-    # Partitioned nodes show their partition count, e.g. "695 partitions".
-    partition_rows = [t for t in text if re.fullmatch(r"[\d,]+ partitions?", t)]
-    assert len(partition_rows) == sum(partitioned.values())
+    groups = {asset.group for asset in defined.values()}
+    assert groups <= set(text), groups - set(text)
 
 
-def test_each_checked_asset_lists_its_checks(ui_server: UiServer, tmp_path: Path) -> None:
-    _, checks = defined_graph()
+def test_each_group_graph_renders_its_assets_checks_and_partitions(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    """The group pages draw every node expanded: name, "Asset checks  n / m Passed" (the sample
+    week was materialized, so every check was evaluated) and "<count> partitions"."""
+    defined = defined_graph()
+    groups = sorted({asset.group for asset in defined.values()})
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pages = sorted(checks.items())
 
-    def render(item: tuple[int, tuple[str, set[str]]]) -> list[str]:
-        index, (asset, _) = item
-        page = f"{ui_server.url}/assets/{quote(asset)}?view=checks"
-        return rendered_text(chromium(page, tmp_path / f"profile-{index}", "--dump-dom"))
+    def render(group: str) -> list[str]:
+        page = f"{ui_server.url}/locations/{LOCATION_NAME}/asset-groups/{quote(group)}"
+        chromium(page, tmp_path / f"shot-{group}", f"--screenshot={SCREENSHOTS / f'{group}.png'}")
+        return rendered_text(chromium(page, tmp_path / f"dom-{group}", "--dump-dom"))
 
-    # A few browsers at once: each spends most of its time starting up and parsing the app.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        texts = list(pool.map(render, enumerate(pages)))
-    for (asset, names), text in zip(pages, texts, strict=True):
-        assert f"Checks ({len(names)})" in text, (asset, text)
-        assert names <= set(text), (asset, names - set(text))
-    if checks:
-        first = sorted(checks)[0]
-        chromium(
-            f"{ui_server.url}/assets/{quote(first)}?view=checks",
-            tmp_path / "profile-checks-shot",
-            f"--screenshot={SCREENSHOTS / 'asset_checks.png'}",
-        )
+    # Two browsers at once: each spends most of its time starting up and parsing the app.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        texts = dict(zip(groups, pool.map(render, groups), strict=True))
+    for group, text in texts.items():
+        members = {name: a for name, a in defined.items() if a.group == group}
+        assert "Cycle detected" not in text, f"group {group}: the UI found a cycle"
+        missing = sorted(name for name in members if name not in text)
+        assert not missing, f"group {group}: assets not rendered: {missing}"
+        # Each checked node shows "<passed> / <total> Passed"; all passed on the sample week.
+        evaluated = [m for t in text if (m := re.fullmatch(r"(\d+) / (\d+) Passed", t))]
+        totals = sorted(int(m[2]) for m in evaluated)
+        assert totals == sorted(len(a.checks) for a in members.values() if a.checks), group
+        assert all(m[1] == m[2] for m in evaluated), [m[0] for m in evaluated]
+        # Each partitioned node shows its partition count, e.g. "695 partitions".
+        partition_rows = [t for t in text if re.fullmatch(r"[\d,]+ partitions?", t)]
+        assert len(partition_rows) == sum(a.partitioned for a in members.values()), group
+
+
+def test_an_asset_lists_its_checks_by_name(ui_server: UiServer, tmp_path: Path) -> None:
+    defined = defined_graph()
+    asset = "client_balances" if "client_balances" in defined else min(defined)
+    names = defined[asset].checks
+    page = f"{ui_server.url}/assets/{quote(asset)}?view=checks"
+    chromium(page, tmp_path / "shot", f"--screenshot={SCREENSHOTS / 'asset_checks.png'}")
+    text = rendered_text(chromium(page, tmp_path / "dom", "--dump-dom"))
+    assert f"Checks ({len(names)})" in text, text
+    assert names <= set(text), names - set(text)
 
 
 def test_the_partitioned_assets_use_the_business_day_calendar(ui_server: UiServer) -> None:
