@@ -176,3 +176,30 @@ def test_validated_asset_type_is_the_pandera_model() -> None:
     assert dagster_type.display_name == "ValidatedCashOut"
     schema = dagster_type.metadata["schema"].value if "schema" in dagster_type.metadata else None
     assert schema is None or "principal_sats" in str(schema)
+
+
+def test_a_downstream_asset_can_read_validated_cash_outs_as_a_frame(sqlite_ledger, instance):
+    from dca_pipeline.defs.ingest.assets import lamassu_raw, validated_cash_outs
+    from dca_pipeline.defs.settings import business_days
+
+    seen: list = []
+
+    @dg.asset(partitions_def=business_days, ins={"cash_outs": dg.AssetIn("validated_cash_outs")})
+    def consumer(cash_outs):  # type: ignore[no-untyped-def]
+        seen.append(cash_outs)
+        return dg.MaterializeResult(metadata={"rows": len(cash_outs)})
+
+    source = FolderLamassuSource(directory=str(SAMPLE))
+    result = dg.materialize(
+        [lamassu_raw, validated_cash_outs, consumer], partition_key="2025-06-03",
+        resources={"lamassu": source, "ledger": sqlite_ledger, "settings": BusinessSettings()},
+        instance=instance,
+    )  # fmt: skip
+    assert result.success
+    [frame] = seen
+    days = {str(r["business_day"]) for r in table_rows(sqlite_ledger, validated_table)}
+    assert days >= {"2025-06-03"} and len(days) > 1  # the overlap validated earlier days too
+    expected = sum(1 for r in table_rows(sqlite_ledger, validated_table)
+                   if str(r["business_day"]) == "2025-06-03")  # fmt: skip
+    assert len(frame) == expected > 0
+    assert set(frame["business_day"].astype(str)) == {"2025-06-03"}
