@@ -46,7 +46,10 @@ def allocation_specs() -> list[dg.AssetSpec]:
             FLOW,
             group_name="allocation",
             kinds={"sqlalchemy"},
-            deps=[VALIDATED, _self(FLOW), _self(FIXED)],
+            # Only self-dependencies (day D needs day D-1 of the same asset): cross-asset
+            # previous-day edges form a cycle the UI cannot draw, and force a yield order
+            # inside the step. One step computes flow and fixed together, in event order.
+            deps=[VALIDATED, _self(FLOW)],
             description=(
                 "Each eligible validated cash-out split among the active flow clients in "
                 "proportion to their remaining balances (business-rules §4), exact integer "
@@ -58,8 +61,6 @@ def allocation_specs() -> list[dg.AssetSpec]:
             FIXED,
             group_name="allocation",
             kinds={"sqlalchemy"},
-            # Not flow(previous day) as well: two cross-asset previous-day edges form a cycle
-            # the UI cannot draw. One step computes both assets, so the order is unchanged.
             deps=[VALIDATED, _self(FIXED)],
             description=(
                 "The daily fixed run at the configured local time (§5): min(limit, balance, "
