@@ -148,17 +148,43 @@ def print_summary(outcomes: list[Any], ledger_url: str, lnbits: Any | None, dry_
             f"{format_cents(b.remaining_cents):>13}"
         )
     say("\n=== Payouts")
-    if status.payouts_by_status:
-        for payout_status, count in sorted(status.payouts_by_status.items()):
-            say(f"  {payout_status}: {count}")
-    else:
+    payouts = payout_rows(ledger_url, dry_run)
+    for recipient, kind, sats, payout_status in payouts:
+        say(f"  {recipient:<12} {kind:<10} {sats:>12} sats  {payout_status}")
+    if not payouts:
         say("  none recorded")
     if dry_run:
-        say("  DRY RUN: no LNbits; nothing was paid.")
+        say("  DRY RUN: the plan above was recorded (payout_dry_runs); NOTHING WAS PAID.")
     if lnbits is not None:
         say("  LNbits balances (sats):")
         for party, sats in lnbits.balances_sats().items():
             say(f"    {party:<12} {sats:>12}")
+
+
+def payout_rows(ledger_url: str, dry_run: bool) -> list[tuple[str, str, int, str]]:
+    """(recipient, kind, sats, status) of every payout, or of the latest dry-run plan."""
+    import sqlalchemy as sa
+
+    from dca_pipeline.ledger import schema
+    from dca_pipeline.ledger.database import ledger_engine
+
+    with ledger_engine(ledger_url).connect() as c:
+        if dry_run:
+            d = schema.payout_dry_runs.c
+            latest = c.execute(
+                sa.select(d.plan_id).order_by(d.row_id.desc()).limit(1)
+            ).scalar_one_or_none()
+            rows = c.execute(
+                sa.select(d.recipient_id, d.recipient_kind, d.sats)
+                .where(d.plan_id == latest)
+                .order_by(d.recipient_id)
+            ).all()
+            return [(r.recipient_id, r.recipient_kind, r.sats, "planned (dry run)") for r in rows]
+        p = schema.payouts.c
+        rows = c.execute(
+            sa.select(p.recipient_id, p.recipient_kind, p.sats, p.status).order_by(p.recipient_id)
+        ).all()
+        return [(r.recipient_id, r.recipient_kind, r.sats, r.status) for r in rows]
 
 
 def run(args: argparse.Namespace) -> int:

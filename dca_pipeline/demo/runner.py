@@ -23,6 +23,9 @@ import dagster as dg
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PAYOUT_JOB = "payout_job"
+#: The console shows what happened (INFO: the stages' own summaries), not every engine event;
+#: the instance keeps the full event log for the UI either way.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def _materialize(
     if job is None:  # pragma: no cover - only when keys span incompatible partitionings
         return StageOutcome(stage, None, False, error="no single job can run these assets")
     result = job.execute_in_process(
+        run_config=QUIET_LOGS,
         instance=instance,
         asset_selection=list(keys),
         tags={"dca/demo-stage": stage, **tags},
@@ -148,7 +152,7 @@ def run_pipeline(
         else:
             result = defs.resolve_job_def(PAYOUT_JOB).execute_in_process(
                 instance=instance,
-                run_config=dict(payout_run_config or {}),
+                run_config={**QUIET_LOGS, **(payout_run_config or {})},
                 tags={"dca/demo-stage": "payouts", "dca/payout": "1"},
                 raise_on_error=False,
             )

@@ -71,11 +71,17 @@ def test_demo_once_runs_the_whole_pipeline_and_pays_through_lnbits(tmp_path: Pat
     allocated_sats = int(re.search(r"allocated to clients: .* = (\d+) sats", allocations)[1])
     assert allocated_sats > 0, allocations
 
-    # Real LNbits payments: client wallets hold sats, the source paid them.
+    # Real LNbits payments: every payout is paid, each wallet holds exactly its payout, and the
+    # source wallet paid exactly their sum.
     payouts = summary_section(output, "Payouts")
-    balances = dict(re.findall(r"^\s{4}(\S+)\s+(\d+)$", payouts, re.M))
-    assert int(balances["(source)"]) < int(re.search(r"funded with (\d+) sats", output)[1])
-    assert sum(int(v) for k, v in balances.items() if k != "(source)") > 0, payouts
+    rows = re.findall(r"^  (\S+)\s+(client|commission)\s+(\d+) sats\s+(.+)$", payouts, re.M)
+    assert rows and all(status == "paid" for *_, status in rows), payouts
+    paid = {recipient: int(sats) for recipient, _, sats, _ in rows}
+    balances = {k: int(v) for k, v in re.findall(r"^\s{4}(\S+)\s+(\d+)$", payouts, re.M)}
+    for recipient, sats in paid.items():
+        assert balances[recipient] == sats, (recipient, payouts)
+    funded = int(re.search(r"funded with (\d+) sats", output)[1])
+    assert balances["(source)"] == funded - sum(paid.values()), payouts
 
 
 def test_demo_dry_run_says_so_loudly_and_pays_nothing(tmp_path: Path) -> None:
@@ -84,6 +90,9 @@ def test_demo_dry_run_says_so_loudly_and_pays_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, output[-6000:] + result.stderr[-4000:]
     assert "DRY RUN (--dry-run given): payouts are planned and recorded, NOTHING IS PAID." in output
     assert "LNbits balances" not in output
+    payouts = summary_section(output, "Payouts")
+    assert re.search(r"^  \S+\s+client\s+\d+ sats  planned \(dry run\)$", payouts, re.M), payouts
+    assert "NOTHING WAS PAID" in payouts
     assert not (tmp_path / "demo-state" / "lnbits").exists()
     assert dagster_runs(tmp_path / "demo-state")
 
