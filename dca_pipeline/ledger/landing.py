@@ -87,6 +87,47 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_PLAIN = sa.MetaData()  # the same tables with untyped columns, for pre-processed bulk values
+
+
+def _bulk_insert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """``INSERT`` many rows, converting each distinct value once per column.
+
+    Bulk landing repeats the same few values in most columns (the fetch time, the business
+    day): running the column types' bind processors once per distinct value, then inserting
+    through an untyped copy of the table, stores exactly what the typed insert would (the
+    same processors run) for a fraction of the per-row cost.
+    """
+    if not rows:
+        return
+    plain = _PLAIN.tables.get(table.name)
+    if plain is None:
+        plain = sa.Table(
+            table.name, _PLAIN,
+            *(sa.Column(c.name, sa.types.NullType(), primary_key=c.primary_key)
+              for c in table.columns),
+        )  # fmt: skip
+    processors = {
+        c.name: c.type._cached_bind_processor(connection.dialect)  # noqa: SLF001
+        for c in table.columns
+    }
+    converted: dict[str, dict[Any, Any]] = {name: {} for name in processors}
+    out = []
+    for row in rows:
+        values = {}
+        for name, value in row.items():
+            process = processors[name]
+            if process is None or value is None:
+                values[name] = value
+                continue
+            seen = converted[name]
+            if value not in seen:
+                seen[value] = process(value)
+            values[name] = seen[value]
+        out.append(values)
+    connection.execute(plain.insert(), out)
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -255,8 +296,7 @@ def land_export(
             revisions.append((row_id, revision, item["text"], digest))
         else:
             unchanged.append(row_id)
-    if inserts:
-        connection.execute(lamassu_raw_rows.insert(), inserts)
+    _bulk_insert(connection, lamassu_raw_rows, inserts)
     if updates:
         connection.execute(
             lamassu_raw_rows.update()
@@ -274,15 +314,15 @@ def land_export(
             ),
             updates,
         )
-    if revisions:
-        connection.execute(
-            lamassu_raw_revisions.insert(),
-            [
-                {"source_table": table, "id": i, "revision": r, "row_json": t,
-                 "row_sha256": h, "seen_at": now}
-                for i, r, t, h in revisions
-            ],
-        )  # fmt: skip
+    _bulk_insert(
+        connection,
+        lamassu_raw_revisions,
+        [
+            {"source_table": table, "id": i, "revision": r, "row_json": t,
+             "row_sha256": h, "seen_at": now}
+            for i, r, t, h in revisions
+        ],
+    )  # fmt: skip
     for chunk in _chunks(unchanged):
         connection.execute(
             lamassu_raw_rows.update()
@@ -438,8 +478,7 @@ def store_validation(
             updates.append({**record, "validated_at": now, "key": record["id"]})
         else:
             counts.unchanged += 1
-    if inserts:
-        connection.execute(validated_cash_outs.insert(), inserts)
+    _bulk_insert(connection, validated_cash_outs, inserts)
     if updates:
         connection.execute(
             validated_cash_outs.update()
