@@ -146,6 +146,9 @@ def chromium(url: str, profile: Path, *args: str) -> str:
     command = [
         chromium_binary(),
         "--headless",
+        # Only our own loopback UI is loaded; the sandbox needs user namespaces (or a setuid
+        # helper) that containers and root sessions often lack, so Chromium would not start.
+        "--no-sandbox",
         "--disable-gpu",
         "--no-first-run",
         "--disable-extensions",
@@ -156,8 +159,6 @@ def chromium(url: str, profile: Path, *args: str) -> str:
         *args,
         url,
     ]
-    if os.geteuid() == 0:
-        command.insert(2, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False
     )
