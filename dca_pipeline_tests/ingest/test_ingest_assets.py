@@ -184,7 +184,8 @@ def test_a_downstream_asset_can_read_validated_cash_outs_as_a_frame(sqlite_ledge
 
     seen: list = []
 
-    @dg.asset(partitions_def=business_days, ins={"cash_outs": dg.AssetIn("validated_cash_outs")})
+    @dg.asset(partitions_def=business_days, ins={"cash_outs": dg.AssetIn("validated_cash_outs")},
+              backfill_policy=dg.BackfillPolicy.single_run())
     def consumer(cash_outs):  # type: ignore[no-untyped-def]
         seen.append(cash_outs)
         return dg.MaterializeResult(metadata={"rows": len(cash_outs)})
