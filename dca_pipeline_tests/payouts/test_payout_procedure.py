@@ -231,6 +231,35 @@ def test_two_runs_at_once_only_one_pays(world: PayoutWorld) -> None:
     _assert_everything_paid_once(world, due, source_before)
 
 
+@pytest.mark.slow
+def test_two_payout_processes_started_together_pay_each_wallet_once(world: PayoutWorld) -> None:
+    due = world.seed_standard()
+    source_before = world.sats(world.source)
+    env = os.environ | {
+        "DCA_LNBITS_SOURCE_ADMIN_KEY": world.source.adminkey,
+        "DCA_LNBITS_SOURCE_INVOICE_KEY": world.source.inkey,
+    }
+    command = [sys.executable, "-m", "dca_pipeline_tests.payouts.crash_child"]
+    children = [
+        subprocess.Popen(
+            [*command, world.ledger_url, world.server.url, "never", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    results = sorted(out.split() for out, _ in outputs)  # "<status> <payouts paid>"
+    # Either one held the lease while the other tried (busy), or one ran after the other had
+    # paid everything (completed, 0 paid): never both paying.
+    assert sum(int(paid) for _, paid in results) == 4, results
+    _assert_everything_paid_once(world, due, source_before)
+
+
 def test_lease_is_exclusive_expires_and_is_taken_from_a_dead_process(ledger) -> None:  # type: ignore[no-untyped-def]
     engine = ledger.engine()
     first, second = PayoutLease(engine, seconds=60), PayoutLease(engine, seconds=60)
