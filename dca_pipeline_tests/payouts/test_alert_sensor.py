@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pytest
 
 from dca_pipeline.alerts import WebhookAlerts
 from dca_pipeline.defs.payout.alert_sensor import operator_alerts_sensor
 from dca_pipeline.defs.payout.resources import AlertsResource
-from dca_pipeline.testing.webhook_receiver import running_webhook_receiver
+from dca_pipeline.ledger import schema as s
+from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
-pytestmark = pytest.mark.dagster
+pytestmark = [
+    pytest.mark.dagster,
+    pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True),
+]
 OUTCOME = {"money": True, "quarantine": True, "ticker": True}
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
 @dg.asset
@@ -24,7 +31,7 @@ def quarantine_report() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=OUTCOME["quarantine"],
         severity=dg.AssetCheckSeverity.WARN,
-        description="2 quarantined row(s) need attention",
+        description="quarantined row(s) need attention",
     )
 
 
@@ -53,31 +60,65 @@ def _materialize(instance: dg.DagsterInstance, **outcome: bool) -> None:
     )
 
 
-def test_each_failed_error_check_and_quarantine_alerts_once() -> None:
+def _quarantine(ledger, source_id: str) -> None:  # type: ignore[no-untyped-def]
+    with ledger.begin() as c:
+        c.execute(
+            s.quarantine.insert().values(
+                source_table="cash_out_txs",
+                source_id=source_id,
+                reason="fiat is not a whole number of centavos",
+                raw_row='{"phone": "+502 5555 0000"}',
+                row_sha256=source_id,
+                first_seen_at=NOW,
+                last_seen_at=NOW,
+            )
+        )
+
+
+def test_each_red_check_and_each_quarantined_row_alerts_once(ledger) -> None:  # type: ignore[no-untyped-def]
     # The daemon's default storage (run-sharded SQLite on disk), not the in-memory one.
-    with dg.instance_for_test() as instance:
-        _check_alerts(instance)
+    with dg.instance_for_test() as instance, running_webhook_receiver() as receiver:
+        _check_alerts(instance, ledger, receiver)
 
 
-def _check_alerts(instance: dg.DagsterInstance) -> None:
-    _materialize(instance, money=False)  # history before the sensor starts: no alert
-    with running_webhook_receiver() as receiver:
-        resources = {"alerts": AlertsResource(webhook=WebhookAlerts(url=receiver.url("/a")))}
+def _check_alerts(instance: dg.DagsterInstance, ledger, receiver: WebhookReceiver) -> None:  # type: ignore[no-untyped-def]
+    resources = {
+        "alerts": AlertsResource(webhook=WebhookAlerts(url=receiver.url("/a"))),
+        "ledger": ledger,
+    }
+    cursor: dict[str, str | None] = {"value": None}
 
-        def tick(cursor: str | None) -> str | None:
-            with dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources=resources, definitions=DEFS
-            ) as context:
-                operator_alerts_sensor(context)
-                return context.cursor
+    def tick() -> list[str]:
+        before = len(receiver.delivered)
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor["value"], resources=resources, definitions=DEFS
+        ) as context:
+            operator_alerts_sensor(context)
+            cursor["value"] = context.cursor
+        return [r.body["kind"] for r in receiver.delivered[before:]]
 
-        cursor = tick(None)
-        assert receiver.delivered == []
-        _materialize(instance)  # all green
-        _materialize(instance, money=False, quarantine=False, ticker=False)
-        cursor = tick(cursor)
-        kinds = sorted(r.body["kind"] for r in receiver.delivered)
-        assert kinds == ["check_failed", "quarantined_rows"]  # a failing WARN check is no alert
-        check_alert = next(r for r in receiver.delivered if r.body["kind"] == "check_failed")
-        assert "validated_cash_outs.lines_add_up" in check_alert.body["title"]
-        assert tick(cursor) == cursor and len(receiver.delivered) == 2  # each alerts once
+    _quarantine(ledger, "old-row")
+    _materialize(instance, money=False, quarantine=False)  # history before the sensor starts
+    assert tick() == []
+
+    _materialize(instance)  # all green
+    _quarantine(ledger, "tx-1")
+    _quarantine(ledger, "tx-2")
+    _materialize(instance, money=False, quarantine=False, ticker=False)
+    assert sorted(tick()) == ["check_failed", "quarantined_rows"]  # a red WARN check: no alert
+    check_alert, rows_alert = sorted(receiver.delivered, key=lambda r: r.body["kind"])
+    assert "validated_cash_outs.lines_add_up" in check_alert.body["title"]
+    assert rows_alert.body["details"]["rows"] == "2" and "tx-1" in rows_alert.body["body"]
+    assert "old-row" not in rows_alert.body["body"] and "+502" not in rows_alert.body["body"]
+
+    # Still red, same quarantined rows (live runs re-evaluate often): no repeat.
+    _materialize(instance, money=False, quarantine=False)
+    assert tick() == [] and tick() == []
+
+    # One more quarantined row: one alert for it; the check going green then red again: alert.
+    _quarantine(ledger, "tx-3")
+    _materialize(instance, quarantine=False)
+    _materialize(instance, money=False)
+    assert sorted(tick()) == ["check_failed", "quarantined_rows"]
+    [new_rows] = [r for r in receiver.delivered[-2:] if r.body["kind"] == "quarantined_rows"]
+    assert new_rows.body["details"]["rows"] == "1" and "tx-3" in new_rows.body["body"]
