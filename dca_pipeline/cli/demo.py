@@ -278,6 +278,7 @@ def serve_ui(port: int, env: dict[str, str]) -> int:
         servers.wait_for_code_location(url, dev)
         servers.dismiss_community_prompt(url)
         say(f"\nDagster UI: {url}/asset-groups   (Ctrl-C stops the UI, the daemon and LNbits)")
+        say(f"(dagster dev: process group {dev.pid})")
         while dev.running:
             time.sleep(0.5)
         say(f"dagster dev exited with status {dev.process.returncode}")

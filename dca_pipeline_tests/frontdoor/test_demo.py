@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from dca_pipeline.demo.servers import free_loopback_port
 from dca_pipeline.demo.wallets import lnbits_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.dagster]
@@ -105,3 +109,84 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "is not a demo folder" in result.stdout + result.stderr
     assert (precious / "keep.txt").read_text() == "mine"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4/IPv6 addresses with a socket LISTENing on ``port`` (from /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
+                continue
+            if len(address) == 8:  # IPv4, little-endian
+                found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+            else:
+                found.add("::" if set(address) == {"0"} else address)
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_serves_the_ui_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """The interactive demo: `dagster dev` on loopback answers, and SIGINT (Ctrl-C) to the demo
+    stops it with its whole process group (webserver, daemon, code server): no orphans."""
+    port = free_loopback_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DAGSTER_", "DCA_", "LAMASSU_", "LNBITS_"))
+    }
+    log = tmp_path / "demo.log"
+    log_file = log.open("w")
+    demo = subprocess.Popen(
+        [
+            "env",
+            "--default-signal=INT,TERM",
+            DCA_PIPELINE,
+            "demo",
+            "--dry-run",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pgid = None
+    try:
+        # A file, not a pipe: dagster dev shares the demo's stdout and must never block on it.
+        deadline = time.monotonic() + 300
+        while pgid is None and demo.poll() is None and time.monotonic() < deadline:
+            if match := re.search(r"dagster dev: process group (\d+)", log.read_text()):
+                pgid = int(match[1])
+            time.sleep(0.5)
+        output = log.read_text()
+        assert pgid, output[-4000:]
+        assert f"Dagster UI: http://127.0.0.1:{port}/asset-groups" in output
+        page = httpx.get(f"http://127.0.0.1:{port}/asset-groups", timeout=30)
+        assert page.status_code == 200
+        assert listening_addresses(port) == {"127.0.0.1"}
+
+        os.kill(demo.pid, signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
+        deadline = time.monotonic() + 10
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not group_alive(pgid), "dagster dev left processes behind"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(timeout=10)
+        if pgid and group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+        log_file.close()
