@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from dca_pipeline.defs.allocate.assets import allocations
 from dca_pipeline.defs.allocate.checks import MONEY_CHECK_KEYS
 from dca_pipeline.defs.payout.gate import blocking_check_problems, money_check_keys
 from dca_pipeline.defs.payout.jobs import payout_job
@@ -15,12 +16,27 @@ from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_from_env
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline_tests.allocate.seeding import Scenario, seed_scenario
-from dca_pipeline_tests.allocate.test_assets import materialize
 
 pytestmark = [
     pytest.mark.dagster,
     pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True),
 ]
+
+
+def materialize(ledger, first: date, last: date | None = None, *, instance):  # type: ignore[no-untyped-def]
+    """The allocation assets over [first, last] as ONE run (a single-run backfill)."""
+    return dg.materialize(
+        [allocations],
+        resources={"ledger": ledger, "settings": BusinessSettings()},
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": (last or first).isoformat(),
+        },
+        raise_on_error=False,
+    )
+
+
 SMALL = Scenario(
     date(2025, 5, 1), date(2025, 5, 3), flow_clients=4, fixed_clients=1, cash_outs_per_day=3
 )
