@@ -88,19 +88,6 @@ def test_demo_once_runs_the_whole_pipeline_and_pays_through_lnbits(tmp_path: Pat
     assert balances["(source)"] == funded - sum(paid.values()), payouts
 
 
-def test_demo_dry_run_says_so_loudly_and_pays_nothing(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, "--dry-run", "--workdir", "demo-state")
-    output = result.stdout
-    assert result.returncode == 0, output[-6000:] + result.stderr[-4000:]
-    assert "DRY RUN (--dry-run given): payouts are planned and recorded, NOTHING IS PAID." in output
-    assert "LNbits balances" not in output
-    payouts = summary_section(output, "Payouts")
-    assert re.search(r"^  \S+\s+client\s+\d+ sats  planned \(dry run\)$", payouts, re.M), payouts
-    assert "NOTHING WAS PAID" in payouts
-    assert not (tmp_path / "demo-state" / "lnbits").exists()
-    assert dagster_runs(tmp_path / "demo-state")
-
-
 def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -135,9 +122,10 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def test_demo_serves_the_ui_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    """The interactive demo: `dagster dev` on loopback answers, and SIGINT (Ctrl-C) to the demo
-    stops it with its whole process group (webserver, daemon, code server): no orphans."""
+def test_demo_dry_run_serves_the_ui_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """The interactive demo as a dry run: it says so loudly and pays nothing; then `dagster dev`
+    answers on loopback only, and SIGINT (Ctrl-C) to the demo stops it with its whole process
+    group (webserver, daemon, code server): no orphans."""
     port = free_loopback_port()
     env = {
         name: value
@@ -155,6 +143,8 @@ def test_demo_serves_the_ui_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             "--dry-run",
             "--port",
             str(port),
+            "--workdir",
+            "demo-state",
         ],
         cwd=tmp_path,
         env=env,
@@ -173,6 +163,15 @@ def test_demo_serves_the_ui_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         output = log.read_text()
         assert pgid, output[-4000:]
         assert f"Dagster UI: http://127.0.0.1:{port}/asset-groups" in output
+        assert "DRY RUN (--dry-run given): payouts are planned and recorded, NOTHING IS PAID." in (
+            output
+        )
+        payouts = summary_section(output, "Payouts")
+        assert re.search(r"^  \S+\s+client\s+\d+ sats  planned \(dry run\)$", payouts, re.M)
+        assert "NOTHING WAS PAID" in payouts and "LNbits balances" not in output
+        assert not (tmp_path / "demo-state" / "lnbits").exists()
+        runs = dagster_runs(tmp_path / "demo-state")
+        assert runs and all(status == "SUCCESS" for _, status in runs), runs
         page = httpx.get(f"http://127.0.0.1:{port}/asset-groups", timeout=30)
         assert page.status_code == 200
         assert listening_addresses(port) == {"127.0.0.1"}
