@@ -274,6 +274,18 @@ def start_dagster_dev(
     )
 
 
+def start_daemon(
+    workspace: Path, *, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
+) -> ManagedProcess:
+    """The production daemon of ``deploy/systemd``: sensors, run queue, backfills."""
+    return ManagedProcess(
+        [dagster_command("dagster-daemon"), "run", "--workspace", str(workspace)],
+        env=env,
+        cwd=cwd,
+        log_path=log_path,
+    )
+
+
 def start_webserver(
     port: int, workspace: Path, *, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
 ) -> ManagedProcess:

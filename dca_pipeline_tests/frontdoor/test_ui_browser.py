@@ -2,10 +2,12 @@
 
 Topology of ``deploy/``: a gRPC code server (``dagster api grpc``) and a ``dagster-webserver``
 reading ``deploy/workspace.grpc.yaml``, both on free 127.0.0.1 ports, with a throwaway
-``DAGSTER_HOME`` holding the embedded-default ``dagster.yaml``. Debian's ``chromium`` (installed
-by ``scripts/bootstrap.sh``; never a downloaded browser) renders the asset graph and each checked
-asset's Checks tab. The test asserts, from the rendered DOM text, that every asset, check and
-partitioning the code defines is shown, and saves screenshots under ``build/ui/``.
+``DAGSTER_HOME`` holding the embedded-default ``dagster.yaml``; the daemon joins for the last
+test (a payout run queued with the runbook's command is dequeued and run). The sample week is
+materialized first. Debian's ``chromium`` (installed by ``scripts/bootstrap.sh``; never a
+downloaded browser) renders the global lineage, every group's graph and one asset's checks; the
+tests assert from the rendered DOM text that every asset, check and partitioning the code
+defines is shown, and save screenshots under ``build/ui/``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from dca_pipeline.demo.servers import (
     graphql,
     grpc_workspace_file,
     start_code_server,
+    start_daemon,
     start_webserver,
     wait_for_code_location,
     wait_for_port,
@@ -83,14 +87,15 @@ def server_env(home: Path, tmp_path: Path) -> dict[str, str]:
             "DCA_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
             "DCA_LAMASSU_SOURCE": "folder",
             "DCA_LAMASSU_FOLDER": str(copy_sample_lamassu(tmp_path / "lamassu")),
+            # This module is about the UI and the servers; LNbits payouts are proven elsewhere.
+            "DCA_PAYOUTS_DRY_RUN": "true",
         }
     )
     return env
 
 
 def materialize_the_sample_week(env: dict[str, str], tmp_path: Path) -> None:
-    """Fill the instance first, so the UI shows materialized partitions and evaluated checks
-    (payouts as a dry run: this test is about the UI, LNbits is proven elsewhere)."""
+    """Fill the instance first, so the UI shows materialized partitions and evaluated checks."""
     seed_ledger(env["DCA_LEDGER_URL"], placeholder_wallets())
     result = subprocess.run(
         [
@@ -103,7 +108,7 @@ def materialize_the_sample_week(env: dict[str, str], tmp_path: Path) -> None:
             SAMPLE_LAST_DAY,
         ],  # fmt: skip
         cwd=tmp_path,
-        env={**env, "DCA_PAYOUTS_DRY_RUN": "true"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -283,9 +288,13 @@ def test_the_partitioned_assets_use_the_business_day_calendar(ui_server: UiServe
     assert descriptions == {str(business_days)}, descriptions
 
 
-def test_the_runbook_launch_command_queues_a_payout_run(ui_server: UiServer) -> None:
+def test_the_runbook_launch_command_queues_a_payout_run_the_daemon_runs(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
     """docs/runbook.md: `dagster job launch -w deploy/workspace.grpc.yaml -j payout_job` goes
-    through the code server to the instance's run queue (the daemon, absent here, starts it)."""
+    through the code server to the run queue; the daemon of deploy/systemd (same workspace)
+    dequeues it and the code server runs it (payouts as a dry run here)."""
+    before = {run["runId"] for run in payout_runs(ui_server)}  # the sample week's payout run
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "dagster"),
@@ -303,11 +312,27 @@ def test_the_runbook_launch_command_queues_a_payout_run(ui_server: UiServer) -> 
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = graphql(
+    (queued,) = [run for run in payout_runs(ui_server) if run["runId"] not in before]
+    assert queued["status"] == "QUEUED", queued
+    assert {"key": "dca/payout", "value": "1"} in queued["tags"]
+
+    daemon = start_daemon(ui_server.workspace, env=ui_server.env, log_path=tmp_path / "daemon.log")
+    try:
+        deadline = time.monotonic() + 180
+        status = "QUEUED"
+        while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
+            assert daemon.running, daemon.log_tail()
+            time.sleep(1)
+            (run,) = [run for run in payout_runs(ui_server) if run["runId"] == queued["runId"]]
+            status = run["status"]
+        assert status == "SUCCESS", (status, daemon.log_tail())
+    finally:
+        daemon.stop()
+
+
+def payout_runs(ui_server: UiServer) -> list[dict[str, object]]:
+    return graphql(
         ui_server.url,
         '{ runsOrError(filter: {pipelineName: "payout_job"}) '
-        "{ ... on Runs { results { status tags { key value } } } } }",
+        "{ ... on Runs { results { runId status tags { key value } } } } }",
     )["runsOrError"]["results"]
-    queued = [r for r in runs if r["status"] == "QUEUED"]
-    assert len(queued) == 1, runs
-    assert {"key": "dca/payout", "value": "1"} in queued[0]["tags"]
