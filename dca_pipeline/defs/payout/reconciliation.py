@@ -69,6 +69,9 @@ def _ledger_paid_count(ledger: LedgerResource, start: datetime, end: datetime) -
 @dg.asset(
     group_name="payouts",
     kinds={"lnbits"},
+    # Lineage only (the payout job, an op job, sits between): what is reconciled was allocated
+    # by these assets, so the UI graph reads raw → validated → allocation → payouts.
+    deps=["flow_allocations", "fixed_allocations", "commission_splits"],
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
