@@ -880,6 +880,42 @@ def acknowledge_issue(engine: sa.Engine, issue_id: int, *, note: str, now: datet
 
 
 # --------------------------------------------------------------------------- live
+def _live_first_day(
+    c: sa.Connection,
+    rules: BusinessRules,
+    last: EventKey | None,
+    today: date,
+    start_day: date,
+    recheck_days: int,
+) -> date:
+    first = today - timedelta(days=recheck_days)
+    if last is not None:
+        first = min(first, rules.business_day(last[0]))
+    first = max(first, start_day) if last is not None else start_day
+    ledger_first_day = c.execute(
+        sa.select(sa.func.min(s.allocation_events.c.business_day))
+    ).scalar()
+    if ledger_first_day is not None:
+        first = max(first, ledger_first_day)
+    return first
+
+
+def live_range(
+    engine: sa.Engine,
+    rules: BusinessRules,
+    *,
+    now: datetime,
+    start_day: date,
+    recheck_days: int = 2,
+) -> tuple[date, date] | None:
+    """The range a live allocation run covers now (what :func:`due_range` returns when something
+    is due), whether or not anything is due; None before the first business day."""
+    today = rules.business_day(now)
+    with engine.connect() as c:
+        first = _live_first_day(c, rules, last_event_key(c), today, start_day, recheck_days)
+    return None if first > today else (first, today)
+
+
 def due_range(
     engine: sa.Engine,
     rules: BusinessRules,
@@ -904,13 +940,7 @@ def due_range(
     v, e, i = s.validated_cash_outs, s.allocation_events, s.allocation_issues
     with engine.connect() as c:
         last = last_event_key(c)
-        first = today - timedelta(days=recheck_days)
-        if last is not None:
-            first = min(first, rules.business_day(last[0]))
-        first = max(first, start_day) if last is not None else start_day
-        ledger_first_day = c.execute(sa.select(sa.func.min(e.c.business_day))).scalar()
-        if ledger_first_day is not None:
-            first = max(first, ledger_first_day)
+        first = _live_first_day(c, rules, last, today, start_day, recheck_days)
         if first > today:
             return None
         unallocated = c.execute(

@@ -301,4 +301,4 @@ def test_live_sensor_requests_one_range_run_that_allocates_todays_cash_outs(ledg
 
 def test_live_sensor_starts_stopped_like_the_rest_of_the_chain() -> None:
     assert allocation_live_sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    assert allocation_live_sensor.minimum_interval_seconds == 60
+    assert allocation_live_sensor.minimum_interval_seconds == 30

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from dca_pipeline.defs.allocate.assets import allocations
 from dca_pipeline.defs.ingest.sensors import lamassu_live_ingest
 from dca_pipeline.defs.settings import BusinessSettings, business_days
 from dca_pipeline.ledger.database import LedgerResource
@@ -61,14 +62,16 @@ def test_connection_dropped_mid_transfer_lands_nothing(
 
 
 def _tick(instance: dg.DagsterInstance, source, cursor: str | None):  # type: ignore[no-untyped-def]
-    resources = {"lamassu": source, "settings": BusinessSettings()}
+    # An empty ledger (allocation not live yet): the sensor requests the ingest only.
+    ledger = LedgerResource(url="sqlite://")
+    resources = {"lamassu": source, "settings": BusinessSettings(), "ledger": ledger}
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources=resources,
         definitions=dg.Definitions(
-            assets=INGEST_ASSETS, sensors=[lamassu_live_ingest],
-            resources={**resources, "ledger": LedgerResource(url="sqlite://")},
+            assets=[*INGEST_ASSETS, allocations], sensors=[lamassu_live_ingest],
+            resources=resources,
         ),  # fmt: skip
     )
     return lamassu_live_ingest.evaluate_tick(context)

@@ -14,10 +14,14 @@ cash-out Lamassu changed after it was allocated (errored) or delivered late.
 Like the ingest and payout sensors it starts STOPPED: an operator turns the live chain on in
 the UI (ingest, then this one). With an empty ledger the first range starts at the partitions'
 start date (``DCA_START_DATE``): set it to the go-live day.
+
+The ingest sensor folds the same range into its own run when it can (see
+:func:`dca_pipeline.defs.ingest.sensors.lamassu_live_ingest`): that run carries the same tags,
+so this sensor sees it in flight and waits; what it leaves due is requested here.
 """
 
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -27,6 +31,8 @@ from dca_pipeline.ledger import allocations as al
 from dca_pipeline.ledger.database import LedgerResource
 
 LIVE_TAG = "dca/allocation"
+#: Every 30 s like the other live sensors: a tick is two small queries.
+MIN_INTERVAL_SECONDS = 30
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -35,10 +41,32 @@ _IN_FLIGHT = [
 ]
 
 
+def allocation_in_flight(instance: dg.DagsterInstance) -> bool:
+    """A live allocation run (this sensor's or the ingest sensor's) is queued or running."""
+    return bool(
+        instance.get_run_records(
+            filters=dg.RunsFilter(tags={LIVE_TAG: "live"}, statuses=_IN_FLIGHT), limit=1
+        )
+    )
+
+
+def recheck_days(settings: BusinessSettings) -> int:
+    # Lamassu rows change within the ingest's overlap window: recompare those days.
+    return max(1, -(-settings.overlap_hours // 24))
+
+
+def live_run_tags(first: date, last: date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+        LIVE_TAG: "live",
+    }
+
+
 @dg.sensor(
     name="allocation_live_sensor",
     target=list(ALLOCATION_ASSET_KEYS),
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=MIN_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Requests one allocation run over [day of the last allocated event, today] whenever a "
@@ -48,10 +76,7 @@ _IN_FLIGHT = [
 def allocation_live_sensor(
     context: dg.SensorEvaluationContext, ledger: LedgerResource, settings: BusinessSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    in_flight = context.instance.get_run_records(
-        filters=dg.RunsFilter(tags={LIVE_TAG: "live"}, statuses=_IN_FLIGHT), limit=1
-    )
-    if in_flight:
+    if allocation_in_flight(context.instance):
         return dg.SkipReason("an allocation run is already in flight")
     now = datetime.now(UTC)
     due = al.due_range(
@@ -60,8 +85,7 @@ def allocation_live_sensor(
         now=now,
         settle_minutes=settings.settle_minutes,
         start_day=business_days.start.date(),
-        # Lamassu rows change within the ingest's overlap window: recompare those days.
-        recheck_days=max(1, -(-settings.overlap_hours // 24)),
+        recheck_days=recheck_days(settings),
     )
     if due is None:
         return dg.SkipReason("nothing due: no settled unallocated cash-out, no fixed run due")
@@ -72,11 +96,7 @@ def allocation_live_sensor(
                 # The same work is requested once; anything new (or a later minute) re-requests.
                 run_key=f"allocate:{first}:{last}:{now.strftime('%Y%m%dT%H%M')}",
                 asset_selection=list(ALLOCATION_ASSET_KEYS),
-                tags={
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": last.isoformat(),
-                    LIVE_TAG: "live",
-                },
+                tags=live_run_tags(first, last),
             )
         ]
     )

@@ -7,6 +7,14 @@ when that fingerprint changed, or when ``DCA_INGEST_REFRESH_MINUTES`` (default 1
 the last request (a safety net should a run fail after its request). So an idle tick costs one
 tiny query and launches nothing. It starts STOPPED: an operator turns it on in the UI.
 
+When no live allocation run is in flight and allocating can follow at once (nothing has to wait
+for settlement: ``DCA_SETTLE_MINUTES=0``, or the ledger already holds due work), the same run
+also materializes the allocation assets over the live range of ``allocation_live_sensor``
+(ingest and allocation then cover [first, today]; the allocation step runs after the ingest's
+blocking checks passed, in the same run). That saves one sensor hop and one run launch on the
+way to a payout; the run carries the allocation sensor's tags, so that sensor waits for it.
+A long catch-up range (allocation stalled for days) is left to the allocation sensor.
+
 Environment variables:
 
 ``DCA_INGEST_INTERVAL_SECONDS``
@@ -19,16 +27,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import sqlalchemy as sa
 
-from dca_pipeline.defs.ingest.assets import lamassu_raw, validated_cash_outs
+from dca_pipeline.defs.allocate.assets import allocations
+from dca_pipeline.defs.allocate.automation import (
+    allocation_in_flight,
+    live_run_tags,
+    recheck_days,
+)
+from dca_pipeline.defs.allocate.checks import ALLOCATION_ASSET_KEYS
+from dca_pipeline.defs.ingest.assets import (
+    RAW_KEYS,
+    VALIDATED_KEY,
+    lamassu_raw,
+    validated_cash_outs,
+)
 from dca_pipeline.defs.settings import BusinessSettings, business_days, env
+from dca_pipeline.ledger import allocations as al
+from dca_pipeline.ledger.database import LedgerResource
 from dca_pipeline.sources import FetchWindow, SourceError
 
 INTERVAL_SECONDS = int(env("DCA_INGEST_INTERVAL_SECONDS", "30"))
 REFRESH_MINUTES = int(env("DCA_INGEST_REFRESH_MINUTES", "15"))
+INGEST_KEYS = [*RAW_KEYS.values(), VALIDATED_KEY]
+TRIGGER_TAG = {"dca/trigger": "lamassu_live_ingest"}
 
 
 def current_window(day: str, settings: BusinessSettings) -> FetchWindow:
@@ -38,13 +63,44 @@ def current_window(day: str, settings: BusinessSettings) -> FetchWindow:
     )
 
 
+def allocation_to_fold(
+    instance: dg.DagsterInstance,
+    ledger: LedgerResource,
+    settings: BusinessSettings,
+    day: str,
+    now: datetime,
+) -> tuple[date, date] | None:
+    """The allocation range the ingest run of ``day`` should also materialize, or None."""
+    if allocation_in_flight(instance):
+        return None  # in order, one at a time: allocation_live_sensor follows up after it
+    days = recheck_days(settings)
+    where = {"now": now, "start_day": business_days.start.date(), "recheck_days": days}
+    try:
+        if settings.settle_minutes == 0:
+            # The change may be a cash-out that is allocatable as soon as it has landed.
+            span = al.live_range(ledger.engine(), settings.rules(), **where)
+        else:
+            # A new row must settle first: fold only work the ledger already has due.
+            span = al.due_range(
+                ledger.engine(), settings.rules(), settle_minutes=settings.settle_minutes, **where
+            )
+    except sa.exc.SQLAlchemyError:
+        return None  # the ledger is unreachable: the ingest run alone reports it
+    if span is None or span[1].isoformat() != day or (span[1] - span[0]).days > days:
+        return None
+    return span
+
+
 @dg.sensor(
     name="lamassu_live_ingest",
-    target=[lamassu_raw, validated_cash_outs],
+    target=[lamassu_raw, validated_cash_outs, allocations],
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    required_resource_keys={"lamassu", "settings"},
-    description="Lands today's Lamassu rows when the source window changed (cheap when idle).",
+    required_resource_keys={"lamassu", "settings", "ledger"},
+    description=(
+        "Lands today's Lamassu rows when the source window changed (cheap when idle); "
+        "allocates in the same run when nothing has to settle first."
+    ),
 )
 def lamassu_live_ingest(context: dg.SensorEvaluationContext):
     now = datetime.now(UTC)
@@ -68,8 +124,14 @@ def lamassu_live_ingest(context: dg.SensorEvaluationContext):
     if previous.get("digest") == digest and not due:
         return dg.SkipReason(f"Lamassu window of {day} unchanged since {previous['at']}")
     context.update_cursor(json.dumps({"digest": digest, "at": now.isoformat()}))
+    run_key = f"lamassu-live-{day}-{digest}-{now:%Y%m%dT%H%M%S}"
+    span = allocation_to_fold(context.instance, context.resources.ledger, settings, day, now)
+    if span is None:
+        return dg.RunRequest(
+            partition_key=day, run_key=run_key, asset_selection=INGEST_KEYS, tags=TRIGGER_TAG
+        )
     return dg.RunRequest(
-        partition_key=day,
-        run_key=f"lamassu-live-{day}-{digest}-{now:%Y%m%dT%H%M%S}",
-        tags={"dca/trigger": "lamassu_live_ingest"},
+        run_key=run_key,
+        asset_selection=[*INGEST_KEYS, *ALLOCATION_ASSET_KEYS],
+        tags={**TRIGGER_TAG, **live_run_tags(*span)},
     )
