@@ -94,17 +94,40 @@ def _json_text(value: str) -> str:
     return json.dumps(value).replace("/", "\\/")
 
 
+_SEP = "\x1f"  # a control character: json.dumps always writes it as \u001f
+
+
+def _json_texts(values: np.ndarray) -> list[str] | None:
+    """:func:`_json_text` of many texts in one ``json.dumps`` call, or None when that is not
+    exact (the separator, DEL, a lone surrogate or a literal ``\\u001f`` in a value)."""
+    if len(values) == 0 or pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return None
+    joined = _SEP.join(values)
+    if joined.count(_SEP) != len(values) - 1 or "\\u001f" in joined or "\x7f" in joined:
+        return None
+    if not joined.isascii():
+        try:
+            joined.encode()
+        except UnicodeEncodeError:
+            return None
+    body = json.dumps(joined)[1:-1].replace("/", "\\/")
+    return [f'"{text}"' for text in body.split("\\u001f")]
+
+
 def _encoded_column(name: Any, values: np.ndarray) -> list[str]:
     """``"name":value`` for each row, each distinct value encoded once (factorized in C)."""
     if not isinstance(name, str):
         raise _NotPlainText
     key = _json_text(name) + ":"
     codes, uniques = pd.factorize(values, use_na_sentinel=True)  # None / NaN → -1
-    encoded = []
-    for value in uniques:
-        if type(value) is not str:
-            raise _NotPlainText
-        encoded.append(key + _json_text(value))
+    encoded = _json_texts(uniques)
+    if encoded is None:
+        encoded = []
+        for value in uniques:
+            if type(value) is not str:
+                raise _NotPlainText
+            encoded.append(_json_text(value))
+    encoded = [f"{key}{text}" for text in encoded]
     encoded.append(key + "null")  # index -1: NULL, as pandas writes it
     return np.array(encoded, dtype=object)[codes].tolist()
 
