@@ -40,3 +40,39 @@ def test_row_json_is_sorted_compact_and_keeps_every_column() -> None:
     text = row_json({"b": "x/y", "a": None, "unknown_future_column": "é"})
     assert text == '{"a":null,"b":"x\\/y","unknown_future_column":"\\u00e9"}'
     assert row_jsons.__doc__ and row_json({"a": "1"}) == '{"a":"1"}'
+
+
+def test_fast_row_jsons_match_pandas_on_awkward_texts() -> None:
+    """The per-column encoder (one json.dumps per column) writes exactly pandas' bytes."""
+    import itertools
+
+    import pandas as pd
+
+    from dca_pipeline.ledger.landing import _pandas_row_jsons
+
+    awkward = ["\\", "\x1f", "u001f", "\\u001f", "a/b", "é", "\U0001f600", "\x7f", "", '"', None]
+    values = [list(v) for v in itertools.product(awkward, repeat=2)]
+    frame = pd.DataFrame(values, columns=["b", "a"], dtype=object)
+    assert row_jsons(frame) == _pandas_row_jsons(frame)
+    mixed = pd.DataFrame({"a": [1, None], "b": ["x", float("nan")]}, dtype=object)
+    expected = ['{"a":1,"b":"x"}', '{"a":null,"b":null}']
+    assert row_jsons(mixed) == _pandas_row_jsons(mixed) == expected
+
+
+def test_bulk_insert_keeps_null_and_empty_text_apart(ledger) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL's COPY path must not turn an empty text into NULL (or NULL into '')."""
+    from dca_pipeline.ledger.schema import clients
+
+    moment = datetime(2025, 6, 9, 13, 12, 42, tzinfo=UTC)
+    rows = [
+        {"client_id": cid, "display_name": name, "lnbits_user_id": "u", "wallet_id": "w",
+         "invoice_key": "k", "created_at": moment}
+        for cid, name in (("none", None), ("empty", ""), ("text", 'a,"b"\nc'))
+    ]  # fmt: skip
+    with ledger.begin() as connection:
+        _bulk_insert(connection, clients, rows[:1])  # COPY on PostgreSQL
+        _bulk_insert(connection, clients, rows[1:])  # an empty text: the generic path
+        stored = dict(
+            connection.execute(sa.select(clients.c.client_id, clients.c.display_name)).all()
+        )
+    assert stored == {"none": None, "empty": "", "text": 'a,"b"\nc'}
