@@ -396,12 +396,17 @@ def land_export(
 
     keyed = sorted(by_id)
     existing: dict[str, tuple[str, int]] = {}
-    for chunk in _chunks(keyed):
+    postgres = connection.dialect.name == "postgresql"
+    # PostgreSQL: ONE statement joining an array of ids (per-chunk IN lists on a freshly
+    # loaded, not yet analyzed table were planned as one sequential scan per chunk).
+    for chunk in [keyed] if postgres else _chunks(keyed):
+        ids_sql = "JOIN unnest(?::text[]) AS k(id) ON k.id = r.id" if postgres else ""
+        where = "" if postgres else f"AND r.id IN ({', '.join('?' for _ in chunk)})"
         for row_id, digest, revision in _driver_rows(
             connection,
-            "SELECT id, row_sha256, revision FROM lamassu_raw_rows WHERE source_table = ? "
-            f"AND id IN ({', '.join('?' for _ in chunk)})",
-            (table, *chunk),
+            f"SELECT r.id, r.row_sha256, r.revision FROM lamassu_raw_rows AS r {ids_sql} "
+            f"WHERE r.source_table = ? {where}",
+            (list(chunk), table) if postgres else (table, *chunk),
         ):
             existing[row_id] = (digest, revision)
     fiat = frame["fiat"].to_numpy(dtype=object) if "fiat" in frame.columns else None
@@ -482,7 +487,14 @@ def land_export(
             connection.dialect
         )
         seen_at = process(now) if process else now
-        for chunk in _chunks(unchanged):
+        if postgres:
+            _driver_rows(
+                connection,
+                "UPDATE lamassu_raw_rows AS r SET last_seen_at = ? "
+                "FROM unnest(?::text[]) AS k(id) WHERE r.source_table = ? AND r.id = k.id",
+                (seen_at, unchanged, table),
+            )
+        for chunk in [] if postgres else _chunks(unchanged):
             _driver_rows(
                 connection,
                 "UPDATE lamassu_raw_rows SET last_seen_at = ? WHERE source_table = ? "
