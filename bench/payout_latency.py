@@ -27,15 +27,12 @@ spread. ``--pause-max 0`` times back-to-back inserts as before.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import random
 import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -45,6 +42,7 @@ import yaml
 from dca_pipeline.defs.allocate.automation import MIN_INTERVAL_SECONDS as allocation_interval
 from dca_pipeline.defs.payout.sensors import MIN_INTERVAL_SECONDS as payout_interval
 from dca_pipeline.demo import seed, servers, wallets
+from dca_pipeline.testing.lamassu_folder import append_dispensed_cash_out
 
 TIMEZONE = "America/Guatemala"
 SENSORS = ("lamassu_live_ingest", "allocation_live_sensor", "payout_sensor")
@@ -81,17 +79,6 @@ def dequeue_interval() -> int:
     return int(config["run_coordinator"].get("config", {}).get("dequeue_interval_seconds", 5))
 
 
-def _lamassu_stamp(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-
-
-def _template(name: str, match: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    with (seed.SAMPLE_DIR / "lamassu" / name).open(newline="") as f:
-        reader = csv.DictReader(f)
-        row = next(r for r in reader if all(r[k] == v for k, v in match.items()))
-        return list(reader.fieldnames or []), row
-
-
 def empty_source(folder: Path) -> None:
     folder.mkdir(parents=True)
     for name in seed.LAMASSU_FILES:
@@ -101,32 +88,9 @@ def empty_source(folder: Path) -> None:
 
 def append_cash_out(folder: Path, index: int) -> None:
     """One dispensed, confirmed BTC cash-out of 100.00 GTQ happening now."""
-    now = datetime.now(UTC)
-    tx_fields, tx = _template("cash_out_txs.csv", {"status": "confirmed", "dispense": "t"})
-    tx_id = str(uuid.uuid4())
-    stamp = _lamassu_stamp(now)
-    tx.update(
-        id=tx_id,
-        fiat="100.00000",
-        crypto_atoms=str(12_000 + index),
-        received_crypto_atoms=str(12_000 + index),
-        crypto_code="BTC",
-        created=stamp,
-        confirmed_at=stamp,
-        published_at=stamp,
-        dispense_confirmed="t",
-        error="",
+    append_dispensed_cash_out(
+        folder, templates=seed.SAMPLE_DIR / "lamassu", at=datetime.now(UTC), index=index
     )
-    action_fields, action = _template("cash_out_actions.csv", {"action": "dispense"})
-    action.update(id=str(900_000 + index), tx_id=tx_id, created=stamp, device_time="")
-    for name, fields, row in (
-        ("cash_out_actions.csv", action_fields, action),
-        ("cash_out_txs.csv", tx_fields, tx),
-    ):
-        buffer = io.StringIO()
-        csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n").writerow(row)
-        with (folder / name).open("a") as f:
-            f.write(buffer.getvalue())
 
 
 def _selector(name: str) -> dict[str, str]:

@@ -7,8 +7,6 @@ sensor hop fewer on the way to a payout).
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.database import LedgerResource
 from dca_pipeline.sources import FolderLamassuSource
+from dca_pipeline.testing.lamassu_folder import append_dispensed_cash_out
 from dca_pipeline_tests.allocate.seeding import add_client, deposit
 from dca_pipeline_tests.ingest.conftest import INGEST_ASSETS
 
@@ -39,32 +38,8 @@ def _settings(settle_minutes: int = 15) -> BusinessSettings:
     return BusinessSettings(settle_minutes=settle_minutes, fixed_run_time="23:59")
 
 
-def _template(name: str, match: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    with (SAMPLE / name).open(newline="") as f:
-        reader = csv.DictReader(f)
-        row = next(r for r in reader if all(r[k] == v for k, v in match.items()))
-        return list(reader.fieldnames or []), row
-
-
 def _append_cash_out(folder: Path, at: datetime, index: int) -> str:
-    """One dispensed, confirmed BTC cash-out of 100.00 GTQ at ``at`` (a Lamassu export row)."""
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    tx_id = str(uuid.uuid4())
-    tx_fields, tx = _template("cash_out_txs.csv", {"status": "confirmed", "dispense": "t"})
-    tx.update(id=tx_id, fiat="100.00000", crypto_atoms=str(12_000 + index),
-              received_crypto_atoms=str(12_000 + index), crypto_code="BTC", created=stamp,
-              confirmed_at=stamp, published_at=stamp, dispense_confirmed="t", error="")  # fmt: skip
-    action_fields, action = _template("cash_out_actions.csv", {"action": "dispense"})
-    action.update(id=str(900_000 + index), tx_id=tx_id, created=stamp, device_time="")
-    for name, fields, row in (
-        ("cash_out_actions.csv", action_fields, action),
-        ("cash_out_txs.csv", tx_fields, tx),
-    ):
-        buffer = io.StringIO()
-        csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n").writerow(row)
-        with (folder / name).open("a") as f:
-            f.write(buffer.getvalue())
-    return tx_id
+    return append_dispensed_cash_out(folder, templates=SAMPLE, at=at, index=index)
 
 
 def _allocated(ledger: LedgerResource) -> set[str]:
