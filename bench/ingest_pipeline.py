@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from bench.ingest_sources import postgres_and_ssh_sources
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.lamassu.csv_io import read_export
 from dca_pipeline.lamassu.models import ValidatedCashOut
@@ -46,8 +47,6 @@ from dca_pipeline.sources import (
     FetchWindow,
     LamassuSource,
     LamassuTable,
-    PostgresLamassuSource,
-    SshLamassuSource,
     fetch_tables,
 )
 from dca_pipeline.testing.lamassu_generator import create_lamassu_database, drop_database, generate
@@ -114,15 +113,7 @@ def bench_sources(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as workdir:
             sshd = start_sshd(Path(workdir) / "sshd")
             try:
-                sources: dict[str, LamassuSource] = {
-                    "postgres": PostgresLamassuSource(dsn=dsn),
-                    "ssh": SshLamassuSource(
-                        host=sshd.host, port=sshd.port, username=sshd.username,
-                        private_key=sshd.client_private_key_pem,
-                        known_host_key=sshd.known_host_line, database=dbname,
-                        db_user="postgres", db_host="127.0.0.1", db_port=5432,
-                    ),
-                }  # fmt: skip
+                sources = postgres_and_ssh_sources(dsn, dbname, sshd)
                 results, digests = {}, {}
                 for name, source in sources.items():
                     url = f"sqlite:///{Path(workdir) / name}.sqlite"

@@ -34,7 +34,7 @@ from dca_pipeline.testing.lamassu_generator import (
     drop_database,
     generate,
 )
-from dca_pipeline.testing.sshd import start_sshd
+from dca_pipeline.testing.sshd import SshdHandle, start_sshd
 
 DEFAULT_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -51,6 +51,19 @@ class FetchTiming:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def postgres_and_ssh_sources(dsn: str, dbname: str, sshd: SshdHandle) -> dict[str, LamassuSource]:
+    """The same Lamassu database read directly and through the loopback sshd (psql there)."""
+    return {
+        "postgres": PostgresLamassuSource(dsn=dsn),
+        "ssh": SshLamassuSource(
+            host=sshd.host, port=sshd.port, username=sshd.username,
+            private_key=sshd.client_private_key_pem,
+            known_host_key=sshd.known_host_line, database=dbname,
+            db_user="postgres", db_host="127.0.0.1", db_port=5432,
+        ),
+    }  # fmt: skip
 
 
 def fetch_timings(
@@ -95,15 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-sshd-") as workdir:
             sshd = start_sshd(Path(workdir))
             try:
-                sources: dict[str, LamassuSource] = {
-                    "postgres": PostgresLamassuSource(dsn=dsn),
-                    "ssh": SshLamassuSource(
-                        host=sshd.host, port=sshd.port, username=sshd.username,
-                        private_key=sshd.client_private_key_pem,
-                        known_host_key=sshd.known_host_line, database=dbname,
-                        db_user="postgres", db_host="127.0.0.1", db_port=5432,
-                    ),
-                }  # fmt: skip
+                sources = postgres_and_ssh_sources(dsn, dbname, sshd)
                 timings = fetch_timings(sources, summary.window, repeat=args.repeat)
             finally:
                 sshd.stop()
