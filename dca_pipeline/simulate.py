@@ -71,6 +71,7 @@ class SimulationOutcome:
     clients: int
     quarantined: int
     cash_outs_allocated: int
+    fixed_runs_skipped: int = 0
 
 
 def _read_table(path: Path, required: Sequence[str]) -> list[dict[str, str | None]]:
@@ -280,6 +281,12 @@ def write_outputs(
         sorted(result.balances(deposits).items()),
     )
     _write_csv_atomically(out_dir / "quarantine.csv", ("source_id", "reason"), quarantine)
+    # Fixed runs with no reference rate (§5): skipped, listed in processing order.
+    _write_csv_atomically(
+        out_dir / "skipped_fixed_runs.csv",
+        ("source_id", "reason"),
+        ((skip.source_id, skip.reason) for skip in result.skipped),
+    )
     return len(lines)
 
 
@@ -291,7 +298,8 @@ def simulate(
     now: datetime | None = None,
 ) -> SimulationOutcome:
     """Everything `dca-pipeline simulate` does. Raises InputRefused / ExportRefused /
-    EngineError (incl. FixedRateUnavailable) before writing anything."""
+    EngineError before writing anything; a fixed run with no reference rate is not an error
+    (it is skipped and listed in skipped_fixed_runs.csv, §5)."""
     result, deposits, quarantine, allocated = run_simulation(inputs, rules, now=now)
     written = write_outputs(out_dir, result, deposits, quarantine)
     return SimulationOutcome(
@@ -299,6 +307,7 @@ def simulate(
         clients=len(result.state.allocated_cents),
         quarantined=len(quarantine),
         cash_outs_allocated=allocated,
+        fixed_runs_skipped=len(result.skipped),
     )
 
 

@@ -53,7 +53,11 @@ class EngineError(ValueError):
 
 
 class FixedRateUnavailable(EngineError):
-    """A fixed run with clients to pay but no eligible cash-out ever before it (§5)."""
+    """A fixed run with clients to pay but no eligible cash-out ever before it (§5).
+
+    :func:`allocate` does not raise it (such a run is skipped, :class:`SkippedFixedRun`); only
+    :meth:`_ReferenceRates.rate_at` does, for callers that want a rate or an error.
+    """
 
 
 class OutOfOrderEvent(EngineError):
@@ -205,6 +209,19 @@ class EventAllocation:
 
 
 @dataclass(frozen=True)
+class SkippedFixedRun:
+    """A fixed run with clients to pay but no reference rate (§5): no lines, nothing allocated.
+
+    It is not retried: later events, days and payouts go on as if the run had paid nobody.
+    """
+
+    source_id: str
+    business_day: date
+    run_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
 class EngineState:
     """What the engine needs to continue after an earlier run: nothing else is carried."""
 
@@ -216,6 +233,8 @@ class EngineState:
 class AllocationResult:
     events: list[EventAllocation]
     state: EngineState
+    #: Fixed runs skipped for want of a reference rate, in processing order (§5).
+    skipped: list[SkippedFixedRun] = field(default_factory=list)
 
     def lines(self) -> Iterator[AllocationLine]:
         seq = 1
@@ -247,22 +266,40 @@ class _ReferenceRates:
         self._principal = [0, *accumulate(c.principal_sats for c in ordered)]
         self._fiat = [0, *accumulate(c.fiat_cents for c in ordered)]
 
-    def rate_at(self, run_at: datetime, day: date) -> tuple[Fraction, str]:
+    def try_rate_at(
+        self, run_at: datetime
+    ) -> tuple[Fraction, str, tuple[str, ...]] | None:
+        """(rate, its source description, ids of the cash-outs it used), or None if there
+        was never an eligible cash-out before ``run_at``."""
         lo = bisect.bisect_left(self._times, run_at - _REFERENCE_WINDOW)
         hi = bisect.bisect_left(self._times, run_at)
         if hi > lo:
             principal = self._principal[hi] - self._principal[lo]
             fiat = self._fiat[hi] - self._fiat[lo]
-            return Fraction(principal, fiat), f"window:{hi - lo}"
+            used = tuple(c.id for c in self._ordered[lo:hi])
+            return Fraction(principal, fiat), f"window:{hi - lo}", used
         if hi > 0:
             latest = self._ordered[hi - 1]
-            return Fraction(
-                latest.principal_sats, latest.fiat_cents
-            ), f"latest:{latest.id}"
-        raise FixedRateUnavailable(
-            f"fixed run {day.isoformat()}: no eligible cash-out before {run_at.isoformat()}, "
-            "so there is no reference rate (nothing is allocated)"
-        )
+            return (
+                Fraction(latest.principal_sats, latest.fiat_cents),
+                f"latest:{latest.id}",
+                (latest.id,),
+            )
+        return None
+
+    def rate_at(self, run_at: datetime, day: date) -> tuple[Fraction, str]:
+        """:meth:`try_rate_at` without the ids; raises FixedRateUnavailable when there is none."""
+        found = self.try_rate_at(run_at)
+        if found is None:
+            raise FixedRateUnavailable(
+                f"fixed run {day.isoformat()}: {no_rate_reason(run_at)}"
+            )
+        return found[0], found[1]
+
+
+def no_rate_reason(run_at: datetime) -> str:
+    """Why a fixed run at ``run_at`` has no reference rate (§5), in one line."""
+    return f"no reference rate: no eligible cash-out before {run_at.isoformat()}"
 
 
 class _Clients:
@@ -372,6 +409,10 @@ def allocate(
     ``rate_history``: eligible cash-outs the fixed reference rate may use (default: the
     cash-outs being allocated). ``state``: the result of the previous run; every event here must
     come strictly after its last event, so history is never rewritten.
+
+    A fixed run with clients to pay and no reference rate (§5) is skipped: it produces no event
+    and no lines, changes no balance, and is listed in ``AllocationResult.skipped``; everything
+    after it goes on. A fixed run with nobody to pay needs no rate: an event without lines.
     """
     state = state or EngineState()
     ids = [c.id for c in cash_outs]
@@ -399,6 +440,7 @@ def allocate(
     version_times = [v.effective_at for v in versions]
     empty_index = np.zeros(0, dtype=np.int64)
     out: list[EventAllocation] = []
+    skipped: list[SkippedFixedRun] = []
 
     for key, payload in events:
         instant = key[0]
@@ -467,7 +509,14 @@ def allocate(
             client_fiat = np.minimum(limits[eligible], remaining[eligible])
             inputs = {"run_at": instant.isoformat()}
             if len(eligible):
-                rate, rate_source = rates.rate_at(instant, day)
+                found = rates.try_rate_at(instant)
+                if found is None:
+                    # §5: skipped, not retried; nothing is allocated and the rest goes on.
+                    skipped.append(
+                        SkippedFixedRun(key[2], day, instant, no_rate_reason(instant))
+                    )
+                    continue
+                rate, rate_source, _ = found
                 client_sats = np.array(
                     [
                         f * rate.numerator // rate.denominator
@@ -503,7 +552,10 @@ def allocate(
         str(cid): int(a)
         for cid, a in zip(book.ids.tolist(), book.allocated.tolist(), strict=True)
     }
-    last = out[-1].key if out else state.last_event
+    # A skipped fixed run is processed too: it is never run again by a later call.
+    last = events[-1][0] if events else state.last_event
     return AllocationResult(
-        events=out, state=EngineState(allocated_cents=allocated, last_event=last)
+        events=out,
+        state=EngineState(allocated_cents=allocated, last_event=last),
+        skipped=skipped,
     )

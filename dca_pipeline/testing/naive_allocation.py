@@ -76,6 +76,31 @@ def naive_allocate(
     rate_history: Sequence[CashOut] | None = None,
 ) -> tuple[list[AllocationLine], dict[str, int]]:
     """The whole contract, literally. Returns (lines, fiat allocated per client)."""
+    lines, allocated, _ = naive_allocate_with_skips(
+        cash_outs=cash_outs,
+        fixed_days=fixed_days,
+        clients=clients,
+        deposits=deposits,
+        commission_versions=commission_versions,
+        rules=rules,
+        rate_history=rate_history,
+    )
+    return lines, allocated
+
+
+def naive_allocate_with_skips(
+    *,
+    cash_outs: Sequence[CashOut],
+    fixed_days: Sequence[date],
+    clients: Sequence[ClientChange],
+    deposits: Sequence[Deposit],
+    commission_versions: Sequence[CommissionVersion],
+    rules: BusinessRules,
+    rate_history: Sequence[CashOut] | None = None,
+) -> tuple[list[AllocationLine], dict[str, int], list[str]]:
+    """:func:`naive_allocate` plus the source ids of the fixed runs skipped for want of a
+    reference rate (§5: fixed clients to pay, never an eligible cash-out before the run), in
+    processing order. A skipped run writes nothing and allocates nothing."""
     history = list(cash_outs if rate_history is None else rate_history)
     events: list[tuple[datetime, int, str, CashOut | date]] = [
         (c.event_time, 0, c.id, c) for c in cash_outs
@@ -87,6 +112,7 @@ def naive_allocate(
     client_ids = sorted({c.client_id for c in clients})
     allocated = dict.fromkeys(client_ids, 0)
     lines: list[AllocationLine] = []
+    skipped: list[str] = []
 
     def add(source: str, kind: str, who: str | None, fiat: int, sats: int) -> None:
         if fiat or sats:
@@ -162,10 +188,11 @@ def naive_allocate(
             else:
                 earlier = [c for c in history if c.event_time < t]
                 if not earlier:
-                    raise ValueError(f"no reference rate for {source_id}")
+                    skipped.append(source_id)  # §5: no lines, nobody's balance moves
+                    continue
                 latest = max(earlier, key=lambda c: (c.event_time, c.id))
                 rate = Fraction(latest.principal_sats, latest.fiat_cents)
             for cid, fiat_i in fixed:
                 add(source_id, "fixed", cid, fiat_i, math.floor(fiat_i * rate))
                 allocated[cid] += fiat_i
-    return lines, allocated
+    return lines, allocated, skipped

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from dca_pipeline.domain.engine import (
     Deposit,
     EngineError,
-    FixedRateUnavailable,
     allocate,
 )
 from dca_pipeline.domain.rules import BusinessRules
@@ -255,15 +254,17 @@ def test_deposit_sign_rules() -> None:
     assert Deposit("d", "A", -5, T, correction=True).amount_cents == -5
 
 
-def test_fixed_run_without_any_rate_fails_loudly_and_writes_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+def test_fixed_run_without_any_rate_allocates_nothing_and_does_not_stop_the_run(engine) -> None:  # type: ignore[no-untyped-def]
+    # §5: skipped, not an error (the engine no longer raises). Recording the skip in the
+    # ledger (§4a "skipped event", WARN check, alert) is not asserted here yet.
     with engine.begin() as c:
         add_client(c, "F", mode="fixed", daily_limit_cents=15_000)
         deposit(c, "dF", "F", 10_000)
     day = RULES.business_day(T)
-    with pytest.raises(FixedRateUnavailable):
-        _run(engine, day, day)
+    _run(engine, day, day)
     with engine.connect() as c:
-        assert _count(c, s.allocation_events) == 0
+        assert _count(c, s.allocation_lines) == 0
+        assert {b[0]: b[3] for b in al.client_balances(c)} == {"F": 10_000}
 
 
 def test_due_range_follows_settled_cash_outs_and_the_fixed_run(engine) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dca_pipeline.domain.engine import EngineState, FixedRateUnavailable, allocate
+from dca_pipeline.domain.engine import EngineState, allocate
 from dca_pipeline.domain.rules import BusinessRules
-from dca_pipeline.testing.naive_allocation import naive_allocate
+from dca_pipeline.testing.naive_allocation import naive_allocate_with_skips
 from dca_pipeline_tests.domain.strategies import Scenario, any_scenario
 
 RULES = BusinessRules()
@@ -21,31 +21,23 @@ def run(s: Scenario, **extra):
     return allocate(**s.kwargs(), rules=RULES, **extra)
 
 
-def run_or_none(s: Scenario):
-    try:
-        return run(s)
-    except FixedRateUnavailable:
-        return None
-
-
 @given(any_scenario)
 def test_engine_matches_naive_oracle(s: Scenario) -> None:
-    try:
-        expected_lines, expected_allocated = naive_allocate(**s.kwargs(), rules=RULES)
-    except ValueError:
-        with pytest.raises(FixedRateUnavailable):
-            run(s)
-        return
+    expected_lines, expected_allocated, expected_skipped = naive_allocate_with_skips(
+        **s.kwargs(), rules=RULES
+    )
     result = run(s)
     assert list(result.lines()) == expected_lines
     assert dict(result.state.allocated_cents) == expected_allocated
+    # §5: a fixed run with clients to pay and no rate is skipped, never an error.
+    assert [skip.source_id for skip in result.skipped] == expected_skipped
+    skipped_ids = set(expected_skipped)
+    assert not any(e.source_id in skipped_ids for e in result.events)
 
 
 @given(any_scenario)
 def test_every_split_adds_up_exactly(s: Scenario) -> None:
-    result = run_or_none(s)
-    if result is None:
-        return
+    result = run(s)
     by_id = {c.id: c for c in s.cash_outs}
     for event in result.events:
         if event.source_kind != "cash_out":
@@ -63,9 +55,7 @@ def test_every_split_adds_up_exactly(s: Scenario) -> None:
 
 @given(any_scenario)
 def test_no_balance_negative_and_no_client_above_its_balance(s: Scenario) -> None:
-    result = run_or_none(s)
-    if result is None:
-        return
+    result = run(s)
     allocated: dict[str, int] = defaultdict(int)
     for event in result.events:
         deposited: dict[str, int] = defaultdict(int)
@@ -82,7 +72,7 @@ def test_no_balance_negative_and_no_client_above_its_balance(s: Scenario) -> Non
 
 @given(any_scenario, st.randoms(use_true_random=False))
 def test_result_does_not_depend_on_input_order(s: Scenario, rnd: random.Random) -> None:
-    baseline = run_or_none(s)
+    baseline = run(s)
     shuffled = Scenario(
         *(
             rnd.sample(list(x), len(x))
@@ -95,19 +85,16 @@ def test_result_does_not_depend_on_input_order(s: Scenario, rnd: random.Random) 
             )
         )
     )
-    again = run_or_none(shuffled)
-    if baseline is None:
-        assert again is None
-        return
-    assert again is not None
+    again = run(shuffled)
     assert list(again.lines()) == list(baseline.lines())
+    assert again.skipped == baseline.skipped
 
 
 @given(any_scenario, st.integers(0, 100))
 def test_two_runs_with_state_equal_one_run(s: Scenario, cut_percent: int) -> None:
     """Live operation allocates in pieces; the pieces must equal one whole run."""
-    whole = run_or_none(s)
-    if whole is None or not whole.events:
+    whole = run(s)
+    if not whole.events:
         return
     cut = (
         whole.events[len(whole.events) * cut_percent // 100 - 1].key
@@ -150,6 +137,7 @@ def test_two_runs_with_state_equal_one_run(s: Scenario, cut_percent: int) -> Non
         for line in whole.lines()
     ]
     assert part2.state.allocated_cents == whole.state.allocated_cents
+    assert part1.skipped + part2.skipped == whole.skipped
 
 
 def test_state_refuses_to_rewrite_history() -> None:

@@ -14,7 +14,10 @@ from dca_pipeline.domain.engine import (
     ClientChange,
     Deposit,
     EngineError,
+    EngineState,
     FixedRateUnavailable,
+    SkippedFixedRun,
+    _ReferenceRates,
     _split_flow,
     allocate,
 )
@@ -160,20 +163,143 @@ def test_fixed_rate_falls_back_to_the_latest_earlier_cash_out() -> None:
     assert [x.sats for x in got.lines()] == [1_300]
 
 
-def test_fixed_run_without_any_rate_fails_loudly_but_only_if_there_is_something_to_pay() -> (
-    None
-):
+def test_fixed_run_without_any_rate_is_skipped_only_if_there_is_something_to_pay() -> None:
+    day = date(2025, 6, 5)
+    run_at = RULES.fixed_run_at(day)
     kwargs = dict(
         cash_outs=[],
-        fixed_days=[date(2025, 6, 5)],
+        fixed_days=[day],
         deposits=[Deposit("d", "F", 10**6, T0)],
         commission_versions=[],
         rules=RULES,
     )
-    with pytest.raises(FixedRateUnavailable, match="2025-06-05"):
-        allocate(clients=[ClientChange("F", T0, "fixed", "active", 1_000)], **kwargs)
+    got = allocate(clients=[ClientChange("F", T0, "fixed", "active", 1_000)], **kwargs)
+    assert got.events == [] and list(got.lines()) == []
+    assert got.skipped == [
+        SkippedFixedRun(
+            "fixed:2025-06-05",
+            day,
+            run_at,
+            f"no reference rate: no eligible cash-out before {run_at.isoformat()}",
+        )
+    ]
+    assert got.balances(kwargs["deposits"]) == {"F": 10**6}
+    # Processed, so a later call never runs it again.
+    assert got.state.last_event == (run_at, 1, "fixed:2025-06-05")
+    # Nobody to pay: no rate needed, an event without lines as before, nothing skipped.
     quiet = allocate(clients=[ClientChange("F", T0, "flow", "active")], **kwargs)
-    assert list(quiet.lines()) == []
+    assert [e.source_id for e in quiet.events] == ["fixed:2025-06-05"]
+    assert list(quiet.lines()) == [] and quiet.skipped == []
+
+
+def test_fixed_clients_before_the_first_cash_out_ever_skip_that_run_and_nothing_else() -> None:
+    """§5: the fixed run of a day with no rate is skipped; flow cash-outs of that day and later
+    days are allocated exactly as without the fixed client; the next run with a rate pays."""
+    day1, day2 = date(2025, 6, 2), date(2025, 6, 3)
+    run1, run2 = RULES.fixed_run_at(day1), RULES.fixed_run_at(day2)
+    cash_outs = [
+        cash_out("c1", run1 + timedelta(hours=1), 100_000, 130_000),
+        cash_out("c2", run1 + timedelta(hours=5), 250_000, 310_000),
+        cash_out("c3", run2 + timedelta(hours=2), 80_000, 99_000),
+    ]
+    flow_clients = [
+        ClientChange("A", T0, "flow", "active"),
+        ClientChange("B", T0, "flow", "active"),
+    ]
+    flow_deposits = [Deposit("dA", "A", 300_000, T0), Deposit("dB", "B", 120_000, T0)]
+    fixed = ClientChange("F", T0, "fixed", "active", daily_limit_cents=15_000)
+    fixed_deposit = Deposit("dF", "F", 100_000, T0)
+
+    with_fixed = allocate(
+        cash_outs=cash_outs,
+        fixed_days=[day1, day2],
+        clients=[*flow_clients, fixed],
+        deposits=[*flow_deposits, fixed_deposit],
+        commission_versions=[],
+        rules=RULES,
+    )
+    without_fixed = allocate(
+        cash_outs=cash_outs,
+        fixed_days=[],
+        clients=flow_clients,
+        deposits=flow_deposits,
+        commission_versions=[],
+        rules=RULES,
+    )
+    assert [(s.source_id, s.business_day, s.run_at) for s in with_fixed.skipped] == [
+        ("fixed:2025-06-02", day1, run1)
+    ]
+    assert "no reference rate" in with_fixed.skipped[0].reason
+    assert run1.isoformat() in with_fixed.skipped[0].reason
+
+    def rows(result, kind):  # type: ignore[no-untyped-def]
+        return [
+            (x.source_id, x.kind, x.recipient_id, x.fiat_cents, x.sats)
+            for x in result.lines()
+            if x.kind == kind
+        ]
+
+    assert rows(with_fixed, "flow") == rows(without_fixed, "flow")
+    assert rows(with_fixed, "unallocated") == rows(without_fixed, "unallocated")
+    assert [e.source_id for e in with_fixed.events] == ["c1", "c2", "fixed:2025-06-03", "c3"]
+    # Day 2's run has the 24 h window [run2 − 24 h, run2): c1 and c2.
+    fixed_event = with_fixed.events[2]
+    assert fixed_event.inputs["rate_source"] == "window:2"
+    assert fixed_event.inputs["rate_sats_per_cent"] == "44/35"  # 440,000 / 350,000
+    assert rows(with_fixed, "fixed") == [
+        ("fixed:2025-06-03", "fixed", "F", 15_000, 15_000 * 440_000 // 350_000)
+    ]
+    balances = with_fixed.balances([*flow_deposits, fixed_deposit])
+    assert balances["F"] == 85_000
+    assert {k: v for k, v in balances.items() if k != "F"} == without_fixed.balances(
+        flow_deposits
+    )
+
+
+def test_a_skipped_run_is_not_retried_by_a_later_call() -> None:
+    day = date(2025, 6, 2)
+    run_at = RULES.fixed_run_at(day)
+    kwargs = dict(
+        clients=[ClientChange("F", T0, "fixed", "active", 1_000)],
+        deposits=[Deposit("d", "F", 10**6, T0)],
+        commission_versions=[],
+        rules=RULES,
+    )
+    first = allocate(cash_outs=[], fixed_days=[day], **kwargs)
+    assert [s.source_id for s in first.skipped] == ["fixed:2025-06-02"]
+    later = cash_out("later", run_at + timedelta(hours=1))
+    second = allocate(cash_outs=[later], fixed_days=[], state=first.state, **kwargs)
+    assert [e.source_id for e in second.events] == ["later"] and second.skipped == []
+    with pytest.raises(EngineError, match="not after"):
+        allocate(
+            cash_outs=[],
+            fixed_days=[day],
+            state=EngineState(first.state.allocated_cents, first.state.last_event),
+            rate_history=[cash_out("early", run_at - timedelta(hours=1))],
+            **kwargs,
+        )
+
+
+def test_reference_rates_try_rate_at_gives_the_rate_its_source_and_ids() -> None:
+    run_at = RULES.fixed_run_at(date(2025, 6, 5))
+    window = [
+        cash_out("w2", run_at - timedelta(hours=1), 100, 130),
+        cash_out("w1", run_at - timedelta(hours=23), 300, 330),
+    ]
+    old = cash_out("old", run_at - timedelta(days=3), 100, 99)
+    at_run = cash_out("at-run", run_at, 100, 1)  # not before the run: never used
+    rates = _ReferenceRates([*window, old, at_run])
+    assert rates.try_rate_at(run_at) == (Fraction(460, 400), "window:2", ("w1", "w2"))
+    assert rates.rate_at(run_at, run_at.date()) == (Fraction(460, 400), "window:2")
+    assert _ReferenceRates([old, at_run]).try_rate_at(run_at) == (
+        Fraction(99, 100),
+        "latest:old",
+        ("old",),
+    )
+    empty = _ReferenceRates([at_run])
+    assert empty.try_rate_at(run_at) is None
+    with pytest.raises(FixedRateUnavailable, match="2025-06-05"):
+        empty.rate_at(run_at, date(2025, 6, 5))
 
 
 def test_engine_refuses_inconsistent_inputs() -> None:

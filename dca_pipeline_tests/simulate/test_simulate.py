@@ -244,9 +244,10 @@ def test_example_e_fixed_rate_from_a_cash_out_outside_the_period(ws: Workspace) 
     assert ws.read("balances.csv")[1:] == [["F", "0"]]
 
 
-def test_fixed_run_with_no_known_rate_is_refused_and_writes_nothing(
+def test_fixed_run_with_no_known_rate_is_skipped_and_the_rest_goes_on(
     ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert ws.run("flow-only") == 0
     ws.clients.append(
         {
             "client_id": "F",
@@ -265,11 +266,73 @@ def test_fixed_run_with_no_known_rate_is_refused_and_writes_nothing(
             "confirmed_at": "2025-06-01 12:00:00+00",
         }
     )
-    # The fixed run of 06-09 is at 15:00 UTC, before the only cash-out (19:27 UTC).
-    assert ws.run() == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "2025-06-09" in err and "rate" in err
-    assert not (ws.root / "out").exists()
+    ws.period = ("2025-06-09", "2025-06-10")
+    capsys.readouterr()
+    # The fixed run of 06-09 is at 15:00 UTC, before the only cash-out (19:27 UTC): skipped.
+    # The one of 06-10 has that cash-out's rate and pays F.
+    assert ws.run() == 0
+    assert capsys.readouterr().err == ""
+    assert ws.read("skipped_fixed_runs.csv") == [
+        ["source_id", "reason"],
+        [
+            "fixed:2025-06-09",
+            "no reference rate: no eligible cash-out before 2025-06-09T15:00:00+00:00",
+        ],
+    ]
+    lines = ws.read("allocation_lines.csv")
+    # The cash-out is split among the flow clients exactly as without F.
+    assert lines[:5] == ws.read("allocation_lines.csv", "flow-only")
+    assert lines[5:] == [["5", "fixed:2025-06-10", "fixed", "F", "10000", "12939"]]
+    assert ws.read("balances.csv") == [
+        ["client_id", "remaining_cents"],
+        ["A", "720000"],
+        ["B", "80000"],
+        ["F", "0"],
+    ]
+    assert ws.read("quarantine.csv") == [["source_id", "reason"]]
+
+
+def test_skipped_fixed_runs_are_listed_in_processing_order(ws: Workspace) -> None:
+    ws.cash_outs = []
+    ws.actions = []
+    ws.clients = [
+        {
+            "client_id": "F",
+            "mode": "fixed",
+            "status": "active",
+            "daily_limit": "1.00",
+            "wallet_id": "wf",
+        }
+    ]
+    ws.deposits = [
+        {
+            "deposit_id": "d1",
+            "client_id": "F",
+            "amount": "100.00",
+            "status": "confirmed",
+            "confirmed_at": "2025-06-01 12:00:00+00",
+        }
+    ]
+    ws.period = ("2025-06-09", "2025-06-11")
+    assert ws.run() == 0
+    assert [row[0] for row in ws.read("skipped_fixed_runs.csv")] == [
+        "source_id",
+        "fixed:2025-06-09",
+        "fixed:2025-06-10",
+        "fixed:2025-06-11",
+    ]
+    assert ws.read("allocation_lines.csv") == [
+        ["seq", "source_id", "kind", "recipient_id", "fiat_cents", "sats"]
+    ]
+    assert ws.read("balances.csv")[1:] == [["F", "10000"]]
+
+
+def test_skipped_fixed_runs_file_is_written_even_when_nothing_is_skipped(
+    ws: Workspace,
+) -> None:
+    assert ws.run() == 0
+    assert (ws.root / "out" / "skipped_fixed_runs.csv").read_bytes() == b"source_id,reason\n"
+    assert not [p for p in (ws.root / "out").iterdir() if p.name.startswith(".")]
 
 
 def test_outputs_are_byte_identical_across_runs_and_input_order(ws: Workspace) -> None:
@@ -290,7 +353,12 @@ def test_outputs_are_byte_identical_across_runs_and_input_order(ws: Workspace) -
     ws.clients.reverse()
     ws.deposits.reverse()
     assert ws.run("shuffled") == 0
-    for name in ("allocation_lines.csv", "balances.csv", "quarantine.csv"):
+    for name in (
+        "allocation_lines.csv",
+        "balances.csv",
+        "quarantine.csv",
+        "skipped_fixed_runs.csv",
+    ):
         first = (ws.root / "first" / name).read_bytes()
         assert first == (ws.root / "second" / name).read_bytes()
         assert first == (ws.root / "shuffled" / name).read_bytes()
