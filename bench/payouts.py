@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from bench.lnbits_raw import raw_pair_rate
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.ledger.database import ledger_engine, migrate
 from dca_pipeline.payouts import LNbitsClient, PaymentKind
 from dca_pipeline.payouts.plan import PAYOUT_ID_PREFIX
@@ -66,6 +67,9 @@ def seed(engine: sa.Engine, wallets: list[Wallet], round_no: int) -> None:
                 principal_sats=sum(amount(i, round_no) for i in range(len(wallets))),
                 commission_sats=0,
                 inputs_json="{}",
+                seq=next_seq(),
+                cash_out_id=source_id,
+                as_of=NOW,
                 allocated_at=NOW,
             )
         )

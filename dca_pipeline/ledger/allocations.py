@@ -54,6 +54,7 @@ from dca_pipeline.domain.engine import (
 )
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.sequence import last_seq
 
 CASH_OUT_RANK = 0
 FIXED_RANK = 1
@@ -707,6 +708,8 @@ def _write_day(
                 ),
                 "allocated_at": now,
                 "dagster_run_id": run_id,
+                "as_of": event.event_time,
+                "cash_out_id": event.source_id if event.source_kind == "cash_out" else None,
             }
         )
     with engine.begin() as c:
@@ -719,6 +722,9 @@ def _write_day(
                     f"the ledger changed while {day} was being computed (another allocation "
                     "run?); nothing was written, run it again"
                 )
+            first_seq = last_seq(c) + 1
+            for offset, row in enumerate(event_rows):
+                row["seq"] = first_seq + offset
             c.execute(s.allocation_events.insert(), event_rows)
             _insert_lines(c, new_events, now)
         _sync_issues(c, issues, open_issues, now, run_id)

@@ -206,29 +206,67 @@ quarantine = sa.Table(
 )
 
 # --------------------------------------------------------------------------- 3. allocation
-#: One row per allocated source event (a cash-out, or the fixed run of a day), with its inputs.
+#: The ledger's sequence (business-rules §4a): one row per allocation event — a cash-out
+#: allocation, a fixed run, a skipped fixed run, or a compensation — numbered 1, 2, 3 … without
+#: gaps in the order the single allocation writer appended them. The state before event k is
+#: the sum of the lines of the events numbered below k. ``source_id`` names the event: the
+#: cash-out id for its first allocation, ``<id>~2``, ``<id>~3`` … for re-allocations,
+#: ``fixed:YYYY-MM-DD`` for a day's fixed run (allocated or skipped), ``undo:<event>`` for the
+#: compensation of an event.
 allocation_events = sa.Table(
     "allocation_events",
     metadata,
     sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column("seq", SurrogateKey, nullable=False, unique=True),
     sa.Column("source_kind", sa.Text, nullable=False),
+    # The cash-out this event concerns (allocations and their compensations); NULL for fixed runs.
+    sa.Column("cash_out_id", sa.Text, nullable=True, index=True),
     sa.Column("event_time", UtcDateTime, nullable=False),
-    # 0 = cash-out, 1 = fixed run: a cash-out and a fixed run at the same instant sort cash-out
-    # first (§10). (event_time, event_rank, source_id) is the processing order.
+    # 0 = cash-out (and compensation), 1 = fixed run: a cash-out and a fixed run at the same
+    # instant sort cash-out first (§10). (event_time, event_rank, source_id) is the in-order key.
     sa.Column("event_rank", sa.Integer, nullable=False),
+    # The instant balances, settings and deposits were taken at: the event time, or the latest
+    # event time already allocated when the event arrived late (§4a).
+    sa.Column("as_of", UtcDateTime, nullable=False),
     sa.Column("business_day", sa.Date, nullable=False, index=True),
+    # Totals of the event's lines; negated for a compensation.
     sa.Column("fiat_cents", Money, nullable=False),
     sa.Column("principal_sats", Money, nullable=False),
     sa.Column("commission_sats", Money, nullable=False),
+    # The cash-out's commission inputs as allocated (a later change of either is a "changed"
+    # cash-out, §4a); NULL for fixed runs and for events allocated before revision 0500.
+    sa.Column("commission_percentage", sa.Text, nullable=True),
+    sa.Column("discount", sa.Integer, nullable=True),
+    # The landed revision of the Lamassu row the allocation used (lamassu_raw_rows.revision).
+    sa.Column("landed_revision", sa.Integer, nullable=True),
+    sa.Column(
+        "compensates_source_id",
+        sa.Text,
+        sa.ForeignKey("allocation_events.source_id"),
+        nullable=True,
+        unique=True,
+    ),
     sa.Column("inputs_json", sa.Text, nullable=False),
     sa.Column("allocated_at", UtcDateTime, nullable=False),
     sa.Column("dagster_run_id", sa.Text, nullable=True),
-    sa.CheckConstraint("source_kind IN ('cash_out', 'fixed')", name="source_kind"),
     sa.CheckConstraint(
-        "(source_kind = 'cash_out' AND event_rank = 0) OR "
-        "(source_kind = 'fixed' AND event_rank = 1)",
+        "source_kind IN ('cash_out', 'fixed', 'fixed_skipped', 'compensation')",
+        name="source_kind",
+    ),
+    sa.CheckConstraint(
+        "(source_kind IN ('cash_out', 'compensation') AND event_rank = 0) OR "
+        "(source_kind IN ('fixed', 'fixed_skipped') AND event_rank = 1)",
         name="rank_by_kind",
     ),
+    sa.CheckConstraint(
+        "(source_kind IN ('cash_out', 'compensation')) = (cash_out_id IS NOT NULL)",
+        name="cash_out_by_kind",
+    ),
+    sa.CheckConstraint(
+        "(source_kind = 'compensation') = (compensates_source_id IS NOT NULL)",
+        name="compensation_names_its_event",
+    ),
+    sa.CheckConstraint("seq > 0", name="seq_positive"),
     sa.UniqueConstraint("event_time", "event_rank", "source_id"),
 )
 
@@ -254,6 +292,8 @@ allocation_lines = sa.Table(
         SurrogateKey,
         sa.ForeignKey("allocation_lines.line_id"),
         nullable=True,
+        # A line is reversed at most once.
+        unique=True,
     ),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("source_id", "line_no"),
@@ -271,10 +311,12 @@ allocation_lines = sa.Table(
     ),
 )
 
-#: What re-materializing found that needs an operator: a recomputation that differs from the
-#: ledger (``mismatch``), an eligible cash-out that appeared before the last allocated event
-#: (``late``), an allocated cash-out that is no longer eligible (``revoked``). Allocation lines
-#: are never rewritten because of an issue; a blocking asset check fails while one is open.
+#: What allocation reported (§4a). ``mismatch``: a replay of the stored sequence differs from
+#: the ledger (tampered or corrupt): a blocking check fails while one is open. The rest are
+#: expected business, reported once each (WARN checks, an alert) and never a reason to stop:
+#: ``late`` (appended after a later event), ``revoked`` / ``changed`` (compensated),
+#: ``moved`` (its event time moved after allocation; the allocation stands), ``skipped`` (a
+#: fixed run with no reference rate). Allocation lines are never rewritten because of one.
 allocation_issues = sa.Table(
     "allocation_issues",
     metadata,
@@ -288,7 +330,9 @@ allocation_issues = sa.Table(
     # Closed when a later recomputation no longer finds it, or an operator acknowledges it.
     sa.Column("closed_at", UtcDateTime, nullable=True),
     sa.Column("resolution", sa.Text, nullable=True),
-    sa.CheckConstraint("kind IN ('mismatch', 'late', 'revoked')", name="kind"),
+    sa.CheckConstraint(
+        "kind IN ('mismatch', 'late', 'revoked', 'changed', 'moved', 'skipped')", name="kind"
+    ),
     sa.CheckConstraint("(closed_at IS NULL) = (resolution IS NULL)", name="closed_has_resolution"),
 )
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dca_pipeline.cli import main
 from dca_pipeline.ledger import admin
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.sequence import next_seq
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 #: The one allocated event of the seeded ledger.
@@ -68,6 +69,9 @@ def add_allocation(
                 principal_sats=sum(line[4] for line in lines),
                 commission_sats=0,
                 inputs_json="{}",
+                seq=next_seq(),
+                cash_out_id=source_id,
+                as_of=at,
                 allocated_at=at,
             )
         )

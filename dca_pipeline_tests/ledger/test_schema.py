@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.ledger.database import migrate
 
 NOW = datetime(2025, 6, 1, 15, 0, tzinfo=UTC)
@@ -26,6 +27,9 @@ def _event(source_id: str = "e1") -> dict[str, object]:
         principal_sats=258_796,
         commission_sats=8_004,
         inputs_json="{}",
+        seq=next_seq(),
+        cash_out_id=source_id,
+        as_of=NOW,
         allocated_at=NOW,
     )
 

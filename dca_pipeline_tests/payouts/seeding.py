@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.testing.lnbits_server import Wallet
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -75,6 +76,9 @@ def add_event(
                 principal_sats=sum(line.sats for line in lines if line.kind != "commission"),
                 commission_sats=sum(line.sats for line in lines if line.kind == "commission"),
                 inputs_json="{}",
+                seq=next_seq(),
+                cash_out_id=source_id,
+                as_of=NOW,
                 allocated_at=NOW,
             )
         )
