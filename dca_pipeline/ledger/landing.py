@@ -7,7 +7,9 @@
   in the same export) are written to ``quarantine`` instead.
 * :func:`landed_cash_outs` / :func:`landed_actions` read back what validation needs.
 * :func:`store_validation` upserts ``validated_cash_outs`` and the cash-out quarantine, and
-  resolves quarantine rows whose cash-out now validates.
+  resolves quarantine rows whose cash-out now validates. An id whose latest export held it
+  twice with different content keeps its validated row, ineligible (quarantined), until an
+  export has it once again (only :func:`land_export` resolves such keying quarantines).
 
 Every function takes an open :class:`sqlalchemy.Connection` so the caller decides the
 transaction: the ingest assets land all three tables of a fetch in one transaction, so a
@@ -48,6 +50,12 @@ _CHUNK = 2000  # ids per IN (...) list: well below SQLite's and PostgreSQL's par
 CASH_OUT_TXS = "cash_out_txs"
 CASH_OUT_ACTIONS = "cash_out_actions"
 CASH_IN_TXS = "cash_in_txs"
+
+#: Quarantine reasons of rows that cannot be keyed (written by :func:`land_export`, never by
+#: validation): only a later cleanly keyed version of the id resolves them.
+DUPLICATE_ID_REASON = "same id twice with different content"
+ID_MISSING_REASON = "id missing"
+KEYING_REASONS = (DUPLICATE_ID_REASON, ID_MISSING_REASON)
 
 
 def row_json(row: dict[str, str | None]) -> str:
@@ -379,7 +387,7 @@ def land_export(
     bad: list[_Quarantined] = []
     for index, row_id in enumerate(ids):
         if not row_id:
-            bad.append(_Quarantined(table, "", "id missing", texts[index], days[index]))
+            bad.append(_Quarantined(table, "", ID_MISSING_REASON, texts[index], days[index]))
             continue
         previous = by_id.get(row_id)
         if previous is not None and texts[previous] != texts[index]:
@@ -389,7 +397,7 @@ def land_export(
         # Which copy is Lamassu's row is unknowable: land neither, quarantine every copy.
         del by_id[row_id]
         bad.extend(
-            _Quarantined(table, row_id, "same id twice with different content", t, None)
+            _Quarantined(table, row_id, DUPLICATE_ID_REASON, t, None)
             for t in sorted(versions)
         )
     counts.quarantined = upsert_quarantine(connection, bad, now=now)
@@ -502,7 +510,7 @@ def land_export(
                 (seen_at, table, *chunk),
             )
     # A cleanly keyed version of an id resolves the keying problems quarantined before.
-    _resolve(connection, table, keyed, now=now, reason="same id twice with different content")
+    _resolve(connection, table, keyed, now=now, reasons=KEYING_REASONS)
     counts.new, counts.changed, counts.unchanged = len(new), len(changed), len(unchanged)
     counts.ids = keyed
     return counts
@@ -514,9 +522,10 @@ def _resolve(
     ids: Sequence[str],
     *,
     now: datetime,
-    reason: str | None = None,
+    reasons: Sequence[str] | None = None,
+    except_reasons: Sequence[str] = (),
 ) -> int:
-    """Mark unresolved quarantine rows of these ids resolved (optionally only one reason).
+    """Mark unresolved quarantine rows of these ids resolved (optionally only some reasons).
 
     Unresolved quarantine rows are few: read them once, instead of one ``UPDATE … IN`` per
     chunk of 2 000 ids, and update only those whose id is among ``ids``.
@@ -525,8 +534,10 @@ def _resolve(
     query = sa.select(q.quarantine_id, q.source_id).where(
         q.source_table == table, q.resolved_at.is_(None)
     )
-    if reason is not None:
-        query = query.where(q.reason == reason)
+    if reasons is not None:
+        query = query.where(q.reason.in_(list(reasons)))
+    if except_reasons:
+        query = query.where(q.reason.not_in(list(except_reasons)))
     wanted = set(ids)
     found = [qid for qid, source_id in connection.execute(query) if source_id in wanted]
     resolved = 0
@@ -619,6 +630,22 @@ def _records(valid: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+def keying_quarantined_ids(connection: sa.Connection, table: str = CASH_OUT_TXS) -> set[str]:
+    """Ids whose latest fetch could not be keyed (the same id twice with different content)
+    and that no cleanly keyed version has resolved since: their current version is quarantined,
+    whatever older version ``lamassu_raw_rows`` still holds."""
+    q = quarantine.c
+    return set(
+        connection.execute(
+            sa.select(q.source_id).where(
+                q.source_table == table,
+                q.resolved_at.is_(None),
+                q.reason == DUPLICATE_ID_REASON,
+            )
+        ).scalars()
+    )
+
+
 def store_validation(
     connection: sa.Connection,
     valid: pd.DataFrame,
@@ -632,11 +659,21 @@ def store_validation(
 
     A cash-out is never deleted: when its latest landed version is quarantined, its validated
     row stays but becomes ``eligible = false`` with the quarantine reason, so an allocation
-    that already used it is flagged downstream instead of silently kept.
+    that already used it is flagged downstream instead of silently kept. That includes an id
+    whose latest fetch held it twice with different content (:func:`land_export` quarantined
+    every copy and kept the older landed version, which is what validation reads): it stays
+    ineligible, and that quarantine open, until a fetch brings the id once again.
     """
     counts = ValidationCounts(valid=len(valid))
     records = _records(valid)
     ids = [r["id"] for r in records]
+    unkeyed = keying_quarantined_ids(connection)
+    revoked: set[str] = set()
+    for record in records:
+        if record["id"] in unkeyed:
+            record["eligible"] = False
+            record["ineligible_reason"] = f"quarantined: {DUPLICATE_ID_REASON}"
+            revoked.add(record["id"])
     existing: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(ids):
         for row in connection.execute(
@@ -653,7 +690,10 @@ def store_validation(
             inserts.append({**record, "validated_at": now})
         elif any(before[c] != record[c] for c in _COMPARED):
             if before["eligible"] and not record["eligible"]:
-                counts.newly_ineligible.append(record["id"])
+                if record["id"] in revoked:
+                    counts.withdrawn.append(record["id"])
+                else:
+                    counts.newly_ineligible.append(record["id"])
             updates.append({**record, "validated_at": now, "key": record["id"]})
         else:
             counts.unchanged += 1
@@ -699,7 +739,12 @@ def store_validation(
             )
             if eligible:
                 counts.withdrawn.append(row_id)
-    counts.resolved = _resolve(connection, CASH_OUT_TXS, ids, now=now)
+    # Validation resolves only what validation quarantined, and nothing of an id whose latest
+    # fetch was unkeyable: its (older) landed version validating proves nothing about it.
+    counts.resolved = _resolve(
+        connection, CASH_OUT_TXS, [i for i in ids if i not in unkeyed], now=now,
+        except_reasons=KEYING_REASONS,
+    )  # fmt: skip
     return counts
 
 

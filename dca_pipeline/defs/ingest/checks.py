@@ -8,7 +8,8 @@ They run inside the asset (``check_specs``) because they need the run's partitio
 * ``ticker_deviation`` (WARN): cash-outs whose principal differs from the ticker-implied one
   by more than max(1 %, 200 sats) (business-rules §3): flagged for audit, never "fixed".
 * ``raw_and_validated_reconcile`` (ERROR, blocking): every landed cash-out of the window is
-  accounted for exactly once (validated, or its current version quarantined), no validated
+  accounted for exactly once (validated, or its current version quarantined; an id whose
+  latest export held it twice with different content counts as quarantined), no validated
   row lacks a landed one, no id appears twice, a cash-out whose current version is quarantined
   is not eligible, and the fiat and sats totals of the validated rows equal those of their
   landed rows. A failure stops the allocation downstream in the same run.
@@ -24,6 +25,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from dca_pipeline.domain.money import MoneyParseError, parse_cents, parse_integer
+from dca_pipeline.ledger.landing import keying_quarantined_ids
 from dca_pipeline.ledger.schema import lamassu_raw_rows, quarantine, validated_cash_outs
 from dca_pipeline.sources import FetchWindow
 
@@ -142,6 +144,9 @@ def raw_and_validated_reconcile(
         ):  # fmt: skip
             if landed[source_id].row_sha256 == digest:
                 quarantined_current.add(source_id)
+    # The latest fetch held the id twice with different content: the older landed version is
+    # not its current one, which is quarantined (it must not be eligible).
+    quarantined_current.update(keying_quarantined_ids(connection) & set(landed))
 
     counts = Counter(r.id for r in validated)
     duplicates = sorted(i for i, n in counts.items() if n > 1)
