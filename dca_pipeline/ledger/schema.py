@@ -337,7 +337,8 @@ allocation_issues = sa.Table(
 )
 
 # --------------------------------------------------------------------------- 4. payouts
-#: One payout per recipient wallet per payout run; the id is deterministic (see payouts/).
+#: One payout per recipient wallet per payout run, for the NET of the wallet's unclaimed lines
+#: (compensations included); the id is deterministic from the wallet and its line ids.
 payouts = sa.Table(
     "payouts",
     metadata,
@@ -348,7 +349,10 @@ payouts = sa.Table(
     sa.Column("sats", Money, nullable=False),
     sa.Column("fiat_cents", Money, nullable=False),
     sa.Column("memo", sa.Text, nullable=False),
-    # planned → invoiced → paid | failed (permanent); dry_run rows never move.
+    # planned → invoiced → in_flight (pay request sent, no definite answer yet) → paid;
+    # failed (permanent until an operator retries it); void (its lines were compensated and
+    # LNbits proved it unpaid: its lines went back to be netted, see payout_released_lines).
+    # A dead invoice sends it back to planned (a fresh invoice). dry_run rows never move.
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("bolt11", sa.Text, nullable=True),
     sa.Column("payment_hash", sa.Text, nullable=True, unique=True),
@@ -360,11 +364,13 @@ payouts = sa.Table(
     sa.Column("dagster_run_id", sa.Text, nullable=True),
     sa.CheckConstraint("recipient_kind IN ('client', 'commission')", name="recipient_kind"),
     sa.CheckConstraint(
-        "status IN ('planned', 'invoiced', 'paid', 'failed', 'dry_run')", name="status"
+        "status IN ('planned', 'invoiced', 'in_flight', 'paid', 'failed', 'void', 'dry_run')",
+        name="status",
     ),
     sa.CheckConstraint("sats > 0", name="positive_sats"),
     sa.CheckConstraint(
-        "status NOT IN ('invoiced', 'paid') OR (bolt11 IS NOT NULL AND payment_hash IS NOT NULL)",
+        "status NOT IN ('invoiced', 'in_flight', 'paid') OR "
+        "(bolt11 IS NOT NULL AND payment_hash IS NOT NULL)",
         name="invoice_before_pay",
     ),
 )
@@ -389,11 +395,44 @@ payout_attempts = sa.Table(
     sa.Column("payment_hash", sa.Text, nullable=False, unique=True),
     sa.Column("bolt11", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    # NULL while open; then paid | dead (LNbits lost/expired it, proven unpaid) | failed.
+    # Written before the first pay request for this invoice is sent; NULL = never sent, so the
+    # source wallet cannot have paid it. A sent invoice of a void payout must be dead first.
+    sa.Column("pay_sent_at", UtcDateTime, nullable=True),
+    # NULL while open; then paid | dead (LNbits lost/expired it, proven unpaid) | failed |
+    # void (its payout was voided; never sent, or dead).
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Column("outcome_detail", sa.Text, nullable=True),
     sa.Column("outcome_at", UtcDateTime, nullable=True),
-    sa.CheckConstraint("outcome IS NULL OR outcome IN ('paid', 'dead', 'failed')", name="outcome"),
+    sa.CheckConstraint(
+        "outcome IS NULL OR outcome IN ('paid', 'dead', 'failed', 'void')", name="outcome"
+    ),
+)
+
+#: The lines a void payout had claimed. Voiding moves them here from payout_lines in one
+#: transaction, so they are unclaimed again and net against the wallet's other lines.
+payout_released_lines = sa.Table(
+    "payout_released_lines",
+    metadata,
+    sa.Column("payout_id", sa.Text, sa.ForeignKey("payouts.payout_id"), primary_key=True),
+    sa.Column(
+        "line_id", SurrogateKey, sa.ForeignKey("allocation_lines.line_id"), primary_key=True
+    ),
+    sa.Column("released_at", UtcDateTime, nullable=False),
+)
+
+#: A wallet whose unclaimed lines net below zero (it was paid for lines compensated since):
+#: the amount it owes, recovered from its next lines. One row while the debt lasts; the
+#: operator is alerted once per distinct amount.
+payout_wallet_debts = sa.Table(
+    "payout_wallet_debts",
+    metadata,
+    sa.Column("wallet_id", sa.Text, primary_key=True),
+    sa.Column("recipient_id", sa.Text, nullable=False),
+    sa.Column("owed_sats", Money, nullable=False),
+    sa.Column("owed_fiat_cents", Money, nullable=False),
+    sa.Column("since", UtcDateTime, nullable=False),
+    sa.Column("alerted_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("owed_sats > 0", name="positive_debt"),
 )
 
 #: One payout writer at a time, on SQLite and PostgreSQL alike: a lease row taken with one
