@@ -6,6 +6,8 @@
   export stays landed. Rows that cannot be keyed (no id; one id twice with different content
   in the same export) are written to ``quarantine`` instead.
 * :func:`landed_cash_outs` / :func:`landed_actions` read back what validation needs.
+* :func:`record_fetch` records the window of a fetch that landed (``lamassu_fetches``, in the
+  landing transaction); :func:`landed_through` says up to when everything has landed.
 * :func:`store_validation` upserts ``validated_cash_outs`` and the cash-out quarantine, and
   resolves quarantine rows whose cash-out now validates. An id whose latest export held it
   twice with different content keeps its validated row, ineligible (quarantined), until an
@@ -24,7 +26,7 @@ import hashlib
 import io
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,6 +41,7 @@ from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.lamassu.validation import VALID_COLUMNS, parse_timestamp
 from dca_pipeline.lamassu.vectorized import TextColumn, utc_timestamp
 from dca_pipeline.ledger.schema import (
+    lamassu_fetches,
     lamassu_raw_revisions,
     lamassu_raw_rows,
     quarantine,
@@ -397,8 +400,7 @@ def land_export(
         # Which copy is Lamassu's row is unknowable: land neither, quarantine every copy.
         del by_id[row_id]
         bad.extend(
-            _Quarantined(table, row_id, DUPLICATE_ID_REASON, t, None)
-            for t in sorted(versions)
+            _Quarantined(table, row_id, DUPLICATE_ID_REASON, t, None) for t in sorted(versions)
         )
     counts.quarantined = upsert_quarantine(connection, bad, now=now)
 
@@ -548,6 +550,51 @@ def _resolve(
             .values(resolved_at=now)
         ).rowcount
     return resolved
+
+
+def record_fetch(
+    c: sa.Connection,
+    window_start: datetime,
+    window_end: datetime,
+    landed_at: datetime,
+    run_id: str | None = None,
+    *,
+    rows: Mapping[str, int] | None = None,
+) -> int:
+    """Record that every Lamassu row created in ``[window_start, window_end)`` has landed.
+
+    Call it in the transaction that lands the fetch's rows (a failed fetch records nothing).
+    ``rows``: rows fetched per Lamassu table (``cash_out_txs`` …), optional. Returns the
+    ``fetch_id``. The window is half-open; ``window_start < window_end`` (a CHECK).
+    """
+    rows = rows or {}
+    values = {
+        "window_start": window_start, "window_end": window_end, "landed_at": landed_at,
+        "dagster_run_id": run_id,
+        **{f"{t}_rows": rows.get(t) for t in (CASH_OUT_TXS, CASH_OUT_ACTIONS, CASH_IN_TXS)},
+    }  # fmt: skip
+    return c.execute(lamassu_fetches.insert().values(values)).inserted_primary_key[0]
+
+
+def landed_through(c: sa.Connection, start: datetime) -> datetime | None:
+    """End of the contiguous landed coverage from ``start``, or None if no window covers it.
+
+    Windows are half-open ``[window_start, window_end)``: one covers ``start`` when
+    ``window_start <= start < window_end``. From there, windows that overlap or touch (the next
+    starts at or before the coverage's end) are merged, in any order they were recorded; the
+    first gap ends the coverage. So every Lamassu row created in ``[start, result)`` has landed.
+    """
+    f = lamassu_fetches.c
+    reach: datetime | None = None
+    for window_start, window_end in c.execute(
+        sa.select(f.window_start, f.window_end)
+        .where(f.window_end > start)
+        .order_by(f.window_start, f.window_end.desc())
+    ).tuples():
+        if window_start > (reach or start):
+            break  # a gap (or, before any coverage, nothing covers start)
+        reach = window_end if reach is None else max(reach, window_end)
+    return reach
 
 
 def _frame(rows: Iterable[str]) -> pd.DataFrame:

@@ -155,6 +155,25 @@ lamassu_raw_revisions = sa.Table(
     sa.Column("seen_at", UtcDateTime, nullable=False),
 )
 
+#: One row per fetch whose rows landed (business-rules §4a "only landed data counts"), written in
+#: the transaction that lands them: a failed fetch records nothing. ``[window_start,
+#: window_end)`` is half-open over Lamassu ``created`` times: the requested window, its end
+#: clipped to the instant the fetch started (a live fetch of today covers only up to then).
+lamassu_fetches = sa.Table(
+    "lamassu_fetches",
+    metadata,
+    sa.Column("fetch_id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("window_start", UtcDateTime, nullable=False),
+    sa.Column("window_end", UtcDateTime, nullable=False, index=True),
+    sa.Column("landed_at", UtcDateTime, nullable=False),
+    sa.Column("dagster_run_id", sa.Text, nullable=True),
+    # Rows fetched in the window per Lamassu table (NULL when not recorded, e.g. seeding).
+    sa.Column("cash_out_txs_rows", sa.Integer, nullable=True),
+    sa.Column("cash_out_actions_rows", sa.Integer, nullable=True),
+    sa.Column("cash_in_txs_rows", sa.Integer, nullable=True),
+    sa.CheckConstraint("window_start < window_end", name="window_order"),
+)
+
 #: Parsed cash-outs (business-rules §2/§3); one row per Lamassu id, re-validated on every fetch.
 validated_cash_outs = sa.Table(
     "validated_cash_outs",

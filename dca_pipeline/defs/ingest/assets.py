@@ -12,7 +12,10 @@
   quarantine, then evaluates its checks (see :mod:`dca_pipeline.defs.ingest.checks`).
 
 Window of a run over business days D1..Dn: ``[start of D1 − overlap_hours, end of Dn)``, because
-Lamassu rows keep changing for about a day after they are created (business-rules §2).
+Lamassu rows keep changing for about a day after they are created (business-rules §2). The raw
+step records what it landed in ``lamassu_fetches`` in the landing transaction: that window with
+its end clipped to the instant the fetch started (a live run of today lands only up to then);
+``landing.landed_through`` merges those windows (business-rules §4a "only landed data counts").
 """
 
 
@@ -60,6 +63,14 @@ def fetch_window(context: dg.AssetExecutionContext, settings: BusinessSettings) 
     return FetchWindow.covering(
         window.start - timedelta(hours=settings.overlap_hours), window.end
     )
+
+
+def landed_window(window: FetchWindow, fetched_at: datetime) -> FetchWindow | None:
+    """What a fetch of ``window`` that started at ``fetched_at`` has landed: the window with its
+    end clipped to ``fetched_at`` (rows created later may not exist yet: a live fetch of today
+    covers only up to the fetch), or None when the window lies wholly in the future."""
+    end = min(window.end, fetched_at.astimezone(UTC))
+    return FetchWindow(window.start, end) if window.start < end else None
 
 
 def _created_in(frame: pd.DataFrame, window: FetchWindow) -> np.ndarray:
@@ -123,22 +134,31 @@ def lamassu_raw(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeRes
     source = context.resources.lamassu
     window = fetch_window(context, settings)
     context.log.info(f"fetching Lamassu rows created in [{window.start}, {window.end})")
+    fetched_at = datetime.now(UTC)
     exports = fetch_tables(source, window)  # SourceError: the run fails, nothing is landed
     frames = {t: read_export(exports[t], t.value, name=f"{t.value} export") for t in LamassuTable}
     frames = window_rows(frames, window)
     now = datetime.now(UTC)
     rules = settings.rules()
+    covered = landed_window(window, fetched_at)
     with ledger.begin() as connection:
         counts = {
             t: landing.land_export(connection, t.value, frames[t], rules=rules, now=now)
             for t in LamassuTable
         }
+        if covered is not None:  # in the same transaction: landed rows and window, or neither
+            landing.record_fetch(
+                connection, covered.start, covered.end, now, context.run.run_id,
+                rows={t.value: len(frames[t]) for t in LamassuTable},
+            )  # fmt: skip
     describe = getattr(source, "describe", None)
     for table in LamassuTable:
         metadata: dict[str, Any] = {
             **counts[table].metadata(),
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
+            # The end recorded in lamassu_fetches (clipped to the fetch instant); "" = none.
+            "recorded_window_end": covered.end.isoformat() if covered else "",
             "source": describe() if describe else type(source).__name__,
             "export_bytes": len(exports[table]),
             "preview": dg.MetadataValue.md(_markdown(frames[table], _RAW_PREVIEW[table])),
