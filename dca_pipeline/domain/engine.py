@@ -17,7 +17,7 @@ Hot loop: per cash-out the engine works on numpy int64 arrays indexed by client 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -436,117 +436,30 @@ def allocate(
 
     book = _Clients(clients, deposits, state.allocated_cents)
     rates = _ReferenceRates(cash_outs if rate_history is None else rate_history)
-    versions = sorted(commission_versions, key=lambda v: v.effective_at)
-    version_times = [v.effective_at for v in versions]
-    empty_index = np.zeros(0, dtype=np.int64)
+    versions = CommissionTimeline(commission_versions)
     out: list[EventAllocation] = []
     skipped: list[SkippedFixedRun] = []
 
     for key, payload in events:
         instant = key[0]
         book.advance_to(instant)
-        remaining = book.remaining()
         if isinstance(payload, CashOut):
-            cash_out = payload
-            mask = book.flow_active & (remaining > 0)
-            everyone = bool(mask.all())
-            eligible = book.all_index if everyone else np.flatnonzero(mask)
-            eligible_balance = 0
-            if len(eligible):
-                # Everyone eligible (the usual case): whole arrays, no fancy-index copies.
-                balances = remaining if everyone else remaining[eligible]
-                eligible_balance = int(balances.sum())
-                client_fiat, unalloc_fiat, client_sats, unalloc_sats = _split_flow(
-                    cash_out.fiat_cents, cash_out.principal_sats, balances, eligible_balance
-                )
-                if everyone:
-                    book.allocated += client_fiat
-                else:
-                    book.allocated[eligible] += client_fiat
-            else:
-                client_fiat = client_sats = empty_index
-                unalloc_fiat, unalloc_sats = (
-                    cash_out.fiat_cents,
-                    cash_out.principal_sats,
-                )
-            v = bisect.bisect_right(version_times, instant) - 1
-            commission: tuple[tuple[str, int], ...] = ()
-            if v >= 0:
-                commission = tuple(
-                    (r.recipient_id, s)
-                    for r, s in versions[v].split(cash_out.commission_sats)
-                )
             out.append(
-                EventAllocation(
-                    source_id=cash_out.id,
-                    source_kind="cash_out",
-                    event_time=instant,
-                    business_day=rules.business_day(instant),
-                    client_ids=book.ids,
-                    client_index=eligible,
-                    client_fiat_cents=client_fiat,
-                    client_sats=client_sats,
-                    unallocated_fiat_cents=unalloc_fiat,
-                    unallocated_sats=unalloc_sats,
-                    commission=commission,
-                    inputs={
-                        "fiat_cents": str(cash_out.fiat_cents),
-                        "crypto_atoms": str(cash_out.crypto_atoms),
-                        "principal_sats": str(cash_out.principal_sats),
-                        "commission_sats": str(cash_out.commission_sats),
-                        "eligible_clients": str(len(eligible)),
-                        "eligible_balance_cents": str(eligible_balance),
-                        "commission_version": versions[v].effective_at.isoformat()
-                        if v >= 0
-                        else "",
-                    },
+                allocate_cash_out(
+                    book, payload, versions.at(instant), rules.business_day(instant)
                 )
             )
+            continue
+        run_at = instant
+        allocation = allocate_fixed_run(
+            book, key[2], payload, run_at, rules.max_daily_cents,
+            lambda run_at=run_at: rates.try_rate_at(run_at),
+        )
+        if allocation is None:
+            # §5: skipped, not retried; nothing is allocated and the rest goes on.
+            skipped.append(SkippedFixedRun(key[2], payload, run_at, no_rate_reason(run_at)))
         else:
-            day = payload
-            limits = np.minimum(book.daily_limit, rules.max_daily_cents)
-            eligible = np.flatnonzero(book.fixed_active & (remaining > 0))
-            client_fiat = np.minimum(limits[eligible], remaining[eligible])
-            inputs = {"run_at": instant.isoformat()}
-            if len(eligible):
-                found = rates.try_rate_at(instant)
-                if found is None:
-                    # §5: skipped, not retried; nothing is allocated and the rest goes on.
-                    skipped.append(
-                        SkippedFixedRun(key[2], day, instant, no_rate_reason(instant))
-                    )
-                    continue
-                rate, rate_source, _ = found
-                client_sats = np.array(
-                    [
-                        f * rate.numerator // rate.denominator
-                        for f in client_fiat.tolist()
-                    ],
-                    dtype=np.int64,
-                )
-                book.allocated[eligible] += client_fiat
-                inputs |= {
-                    "rate_sats_per_cent": f"{rate.numerator}/{rate.denominator}",
-                    "rate_source": rate_source,
-                }
-            else:
-                client_sats = empty_index
-            out.append(
-                EventAllocation(
-                    source_id=key[2],
-                    source_kind="fixed",
-                    event_time=instant,
-                    business_day=day,
-                    client_ids=book.ids,
-                    client_index=eligible,
-                    client_fiat_cents=client_fiat,
-                    client_sats=client_sats,
-                    unallocated_fiat_cents=0,
-                    unallocated_sats=0,
-                    commission=(),
-                    inputs=inputs,
-                )
-            )
+            out.append(allocation)
 
     allocated = {
         str(cid): int(a)
@@ -559,3 +472,131 @@ def allocate(
         state=EngineState(allocated_cents=allocated, last_event=last),
         skipped=skipped,
     )
+
+
+class CommissionTimeline:
+    """Commission versions by the instant they take effect: the one in force at a sale (§6)."""
+
+    def __init__(self, versions: Sequence[CommissionVersion]) -> None:
+        self._versions = sorted(versions, key=lambda v: v.effective_at)
+        self._times = [v.effective_at for v in self._versions]
+
+    def at(self, instant: datetime) -> CommissionVersion | None:
+        i = bisect.bisect_right(self._times, instant) - 1
+        return self._versions[i] if i >= 0 else None
+
+
+_EMPTY_INDEX = np.zeros(0, dtype=np.int64)
+RateLookup = Callable[[], "tuple[Fraction, str, tuple[str, ...]] | None"]
+
+
+def allocate_cash_out(
+    book: _Clients,
+    cash_out: CashOut,
+    version: CommissionVersion | None,
+    business_day: date,
+) -> EventAllocation:
+    """§4 + §6 for one cash-out over the book as it stands (advanced to the as-of instant).
+
+    The book's allocations grow by the client shares. ``version``: the commission version in
+    force at the cash-out's own event time (None: no commission lines).
+    """
+    remaining = book.remaining()
+    mask = book.flow_active & (remaining > 0)
+    everyone = bool(mask.all())
+    eligible = book.all_index if everyone else np.flatnonzero(mask)
+    eligible_balance = 0
+    if len(eligible):
+        # Everyone eligible (the usual case): whole arrays, no fancy-index copies.
+        balances = remaining if everyone else remaining[eligible]
+        eligible_balance = int(balances.sum())
+        client_fiat, unalloc_fiat, client_sats, unalloc_sats = _split_flow(
+            cash_out.fiat_cents, cash_out.principal_sats, balances, eligible_balance
+        )
+        if everyone:
+            book.allocated += client_fiat
+        else:
+            book.allocated[eligible] += client_fiat
+    else:
+        client_fiat = client_sats = _EMPTY_INDEX
+        unalloc_fiat, unalloc_sats = cash_out.fiat_cents, cash_out.principal_sats
+    commission: tuple[tuple[str, int], ...] = ()
+    if version is not None:
+        commission = tuple(
+            (r.recipient_id, s) for r, s in version.split(cash_out.commission_sats)
+        )
+    return EventAllocation(
+        source_id=cash_out.id,
+        source_kind="cash_out",
+        event_time=cash_out.event_time,
+        business_day=business_day,
+        client_ids=book.ids,
+        client_index=eligible,
+        client_fiat_cents=client_fiat,
+        client_sats=client_sats,
+        unallocated_fiat_cents=unalloc_fiat,
+        unallocated_sats=unalloc_sats,
+        commission=commission,
+        inputs={
+            "fiat_cents": str(cash_out.fiat_cents),
+            "crypto_atoms": str(cash_out.crypto_atoms),
+            "principal_sats": str(cash_out.principal_sats),
+            "commission_sats": str(cash_out.commission_sats),
+            "eligible_clients": str(len(eligible)),
+            "eligible_balance_cents": str(eligible_balance),
+            "commission_version": version.effective_at.isoformat() if version else "",
+        },
+    )
+
+
+def allocate_fixed_run(
+    book: _Clients,
+    source_id: str,
+    day: date,
+    run_at: datetime,
+    max_daily_cents: int,
+    rate: RateLookup,
+) -> EventAllocation | None:
+    """§5 for the fixed run of ``day`` over the book as it stands (advanced to the as-of instant).
+
+    ``rate`` is asked only when somebody is to be paid; None from it means no reference rate:
+    the run is skipped (returns None) and the book is unchanged.
+    """
+    remaining = book.remaining()
+    limits = np.minimum(book.daily_limit, max_daily_cents)
+    eligible = np.flatnonzero(book.fixed_active & (remaining > 0))
+    client_fiat = np.minimum(limits[eligible], remaining[eligible])
+    inputs = {"run_at": run_at.isoformat()}
+    client_sats = _EMPTY_INDEX
+    if len(eligible):
+        found = rate()
+        if found is None:
+            return None
+        value, rate_source, used = found
+        client_sats = np.array(
+            [f * value.numerator // value.denominator for f in client_fiat.tolist()],
+            dtype=np.int64,
+        )
+        book.allocated[eligible] += client_fiat
+        inputs |= {
+            "rate_sats_per_cent": f"{value.numerator}/{value.denominator}",
+            "rate_source": rate_source,
+        }
+    return EventAllocation(
+        source_id=source_id,
+        source_kind="fixed",
+        event_time=run_at,
+        business_day=day,
+        client_ids=book.ids,
+        client_index=eligible,
+        client_fiat_cents=client_fiat,
+        client_sats=client_sats,
+        unallocated_fiat_cents=0,
+        unallocated_sats=0,
+        commission=(),
+        inputs=inputs,
+    )
+
+
+#: The per-client book the event functions work on (public name for the sequence module).
+ClientBook = _Clients

@@ -180,8 +180,8 @@ def seed_scenario(c: sa.Connection, sc: Scenario, *, seed: int = 7) -> None:
     if sc.flow_clients:
         mid = RULES.day_start_utc(sc.first_day + (sc.last_day - sc.first_day) / 2)
         deposit(c, "dep-late", "flow-0000", 1_000_000, mid)
-    # One cash-out the day before, so the first fixed run has a reference rate (§5).
-    eve = RULES.day_start_utc(sc.first_day) - timedelta(hours=12)
+    # One cash-out early on the first day, so its fixed run (09:00) has a reference rate (§5).
+    eve = RULES.day_start_utc(sc.first_day) + timedelta(minutes=30)
     rows = [cash_out_row("tx-eve", eve, 100_000, 13_000_000)]
     day = sc.first_day
     while day <= sc.last_day:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from dca_pipeline.domain.cash_out import CashOut
 from dca_pipeline.domain.engine import (
     Deposit,
     EngineError,
@@ -36,14 +37,18 @@ def _count(c: sa.Connection, table: sa.Table) -> int:
 
 
 def _run(engine, first=SCENARIO.first_day, last=SCENARIO.last_day, now=LATER, settle=15):  # type: ignore[no-untyped-def]
-    return al.allocate_range(engine, RULES, first, last, now=now, settle_minutes=settle)
+    return al.allocate_range(engine, RULES, first, last, now=now, settle_minutes=settle,
+                             start_day=date(2025, 1, 1))
 
 
 def _engine_in_one_call(engine, first: date, last: date):  # type: ignore[no-untyped-def]
     """The same inputs straight into the engine, in one call (what `simulate` does)."""
     with engine.connect() as c:
         inputs = al.load_inputs(c)
-        every = [r.cash_out for r in al._validated(c, date(2000, 1, 1), date(2100, 1, 1))]
+        v = s.validated_cash_outs
+        every = [CashOut(*r) for r in c.execute(sa.select(
+            v.c.id, v.c.event_time, v.c.fiat_cents, v.c.crypto_atoms, v.c.principal_sats,
+            v.c.commission_sats).where(v.c.eligible.is_(True))).all()]
     in_range = [co for co in every if first <= RULES.business_day(co.event_time) <= last]
     return allocate(
         cash_outs=in_range,
@@ -61,7 +66,7 @@ def test_range_equals_one_engine_call_and_rerun_changes_nothing(engine) -> None:
         seed_scenario(c, SCENARIO)
     first = _run(engine)
     assert first.reproduced and not first.issues
-    assert first.events_written == 8 * 6 + 8 and first.events_verified == 0
+    assert first.events_written == 8 * 6 + 8 + 1 and first.events_verified == 0
 
     expected = _engine_in_one_call(engine, SCENARIO.first_day, SCENARIO.last_day)
     with engine.connect() as c:
@@ -105,8 +110,9 @@ def test_inputs_json_records_what_the_event_used(engine) -> None:  # type: ignor
         rows = dict(c.execute(sa.select(events.c.source_kind, events.c.inputs_json)).all())
     cash_out, fixed = json.loads(rows["cash_out"]), json.loads(rows["fixed"])
     assert {"fiat_cents", "principal_sats", "eligible_balance_cents", "commission_version",
-            "commission_version_id", "validated_at", "rules"} <= set(cash_out)
-    assert {"run_at", "rate_sats_per_cent", "rate_source", "rules"} <= set(fixed)
+            "commission_version_id", "as_of", "rules"} <= set(cash_out)
+    assert {"run_at", "rate_sats_per_cent", "rate_source", "rate_cash_out_ids", "rules"} <= set(
+        fixed)
 
 
 # --------------------------------------------------------------------------- live semantics
@@ -140,7 +146,25 @@ def test_young_cash_outs_wait_for_the_settle_time_and_keep_order(engine) -> None
     assert (out.events_written, out.events_verified, out.pending) == (1, 3, 0)
 
 
-def test_late_cash_out_is_flagged_never_allocated_and_can_be_acknowledged(engine) -> None:  # type: ignore[no-untyped-def]
+def _events(c: sa.Connection) -> list[tuple[int, str, str, str | None]]:
+    e = s.allocation_events
+    return [tuple(r) for r in c.execute(  # type: ignore[misc]
+        sa.select(e.c.seq, e.c.source_id, e.c.source_kind, e.c.cash_out_id).order_by(e.c.seq)
+    ).all()]
+
+
+def _net(c: sa.Connection, cash_out_id: str) -> tuple[int, int]:
+    e, line = s.allocation_events, s.allocation_lines
+    fiat, sats = c.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(line.c.fiat_cents), 0),
+                  sa.func.coalesce(sa.func.sum(line.c.sats), 0))
+        .select_from(line.join(e, e.c.source_id == line.c.source_id))
+        .where(e.c.cash_out_id == cash_out_id)
+    ).one()
+    return int(fiat), int(sats)
+
+
+def test_late_cash_out_is_appended_as_of_the_last_event_and_reported_once(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as c:
         _two_clients(c)
         add_cash_outs(c, [cash_out_row("first", T - timedelta(hours=1), 10_000, 1_300_000)])
@@ -148,27 +172,33 @@ def test_late_cash_out_is_flagged_never_allocated_and_can_be_acknowledged(engine
     _run(engine, day, day)
     with engine.begin() as c:  # it became eligible only now, but happened before "first"
         add_cash_outs(c, [cash_out_row("late", T - timedelta(hours=2), 10_000, 1_300_000)])
-        lines_before = _count(c, s.allocation_lines)
     out = _run(engine, day, day)
-    assert [(i.kind, i.source_id) for i in out.issues] == [("late", "late")]
-    assert out.reproduced  # the allocated part still reproduces
+    assert [(r.kind, r.source_id) for r in out.reports] == [("late", "late")]
+    assert out.reproduced and out.events_written == 1
     with engine.connect() as c:
-        assert _count(c, s.allocation_lines) == lines_before
-        assert "late" not in c.execute(sa.select(s.allocation_events.c.source_id)).scalars().all()
-        check = al.check_open_issues(c, ["late"], "late cash-out")
-        issue_id = al.open_issues(c)[0].issue_id
-    assert not check.passed and "before the last allocated event" in check.description
-    _run(engine, day, day)  # found again: still one open issue, not two
+        row = c.execute(sa.select(s.allocation_events).where(
+            s.allocation_events.c.source_id == "late")).one()
+        first_at = c.execute(sa.select(s.allocation_events.c.event_time).where(
+            s.allocation_events.c.source_id == "first")).scalar_one()
+        check = al.check_open_reports(c, "late")
+    # Its own event time and day for reports; computed as of the latest allocated instant.
+    assert row.event_time == T - timedelta(hours=2) and row.as_of == first_at
+    assert row.seq == max(r[0] for r in _events(engine.connect())) and row.business_day == day
+    assert not check.passed and check.metadata["ids"] == "late"
+    assert check.metadata["fiat_cents"] == 10_000
+    again = _run(engine, day, day)  # nothing new; the report is not stored twice
+    assert again.reproduced and again.events_written == 0 and not again.reports
     with engine.connect() as c:
-        assert len(al.open_issues(c)) == 1
+        (issue,) = al.open_issues(c)
     with pytest.raises(ValueError, match="needs a note"):
-        al.acknowledge_issue(engine, issue_id, note=" ", now=LATER)
-    al.acknowledge_issue(engine, issue_id, note="refunded outside the pipeline", now=LATER)
-    with engine.connect() as c:
-        assert al.check_open_issues(c, ["late"], "late cash-out").passed
+        al.acknowledge_issue(engine, issue.issue_id, note=" ", now=LATER)
+    al.acknowledge_issue(engine, issue.issue_id, note="seen", now=LATER)
+    _run(engine, day, day)
+    with engine.connect() as c:  # acknowledged stays acknowledged (it was re-opened before)
+        assert al.check_open_reports(c, "late").passed and al.open_issues(c) == []
 
 
-def test_revoked_cash_out_is_flagged_and_its_lines_stand(engine) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_cash_out_is_compensated_and_re_allocated_when_eligible_again(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as c:
         _two_clients(c)
         add_cash_outs(c, [
@@ -177,30 +207,50 @@ def test_revoked_cash_out_is_flagged_and_its_lines_stand(engine) -> None:  # typ
         ])
     day = RULES.business_day(T)
     _run(engine, day, day)
+    with engine.connect() as c:
+        allocated = _net(c, "tx1")
+        balances_before = {b[0]: b[3] for b in al.client_balances(c)}
     with engine.begin() as c:
-        before = c.execute(sa.select(s.allocation_lines)).all()
         c.execute(
             s.validated_cash_outs.update()
             .where(s.validated_cash_outs.c.id == "tx1")
             .values(eligible=False, error="Lamassu: dispense failed", ineligible_reason="has error")
         )
     out = _run(engine, day, day)
-    assert [(i.kind, i.source_id) for i in out.issues] == [("revoked", "tx1")]
-    assert out.reproduced  # recomputed from the ledger's own amounts: tx2 is unchanged
+    assert [(r.kind, r.source_id) for r in out.reports] == [("revoked", "undo:tx1")]
+    assert out.reproduced and out.events_written == 1
     with engine.connect() as c:
-        assert c.execute(sa.select(s.allocation_lines)).all() == before
-    with engine.begin() as c:  # Lamassu flips it back: the issue closes by itself
+        assert _net(c, "tx1") == (0, 0)
+        comp = c.execute(sa.select(s.allocation_lines).where(
+            s.allocation_lines.c.source_id == "undo:tx1").order_by(s.allocation_lines.c.line_no)
+        ).all()
+        orig = c.execute(sa.select(s.allocation_lines).where(
+            s.allocation_lines.c.source_id == "tx1").order_by(s.allocation_lines.c.line_no)
+        ).all()
+        balances = {b[0]: b[3] for b in al.client_balances(c)}
+    assert [(x.kind, x.recipient_id, x.wallet_id, -x.fiat_cents, -x.sats, x.business_day)
+            for x in comp] == [(x.kind, x.recipient_id, x.wallet_id, x.fiat_cents, x.sats,
+                                x.business_day) for x in orig]
+    assert [x.compensates_line_id for x in comp] == [x.line_id for x in orig]
+    fiat_back = {x.recipient_id: x.fiat_cents for x in orig if x.kind == "flow"}
+    assert balances == {k: v + fiat_back.get(k, 0) for k, v in balances_before.items()}
+    assert allocated[0] == 10_000
+    assert not _run(engine, day, day).events_written  # compensated once
+    with engine.begin() as c:  # Lamassu flips it back: allocated again, as a late one
         c.execute(
             s.validated_cash_outs.update()
             .where(s.validated_cash_outs.c.id == "tx1")
             .values(eligible=True, error=None, ineligible_reason=None)
         )
-    assert not _run(engine, day, day).issues
+    out = _run(engine, day, day)
+    assert [(r.kind, r.source_id) for r in out.reports] == [("late", "tx1~2")]
     with engine.connect() as c:
-        assert al.open_issues(c) == []
+        assert [e[1] for e in _events(c)][-2:] == ["undo:tx1", "tx1~2"]
+        assert _net(c, "tx1")[0] == 10_000
+    assert _run(engine, day, day).reproduced
 
 
-def test_changed_input_is_a_readable_mismatch_and_stops_later_days(engine) -> None:  # type: ignore[no-untyped-def]
+def test_changed_cash_out_is_reversed_and_allocated_again_later_days_go_on(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as c:
         seed_scenario(c, SCENARIO)
     _run(engine, SCENARIO.first_day, date(2025, 3, 3))
@@ -215,17 +265,40 @@ def test_changed_input_is_a_readable_mismatch_and_stops_later_days(engine) -> No
                 fiat_cents=s.validated_cash_outs.c.fiat_cents + 100
             )
         )
-        before = c.execute(sa.select(s.allocation_lines)).all()
-    out = _run(engine)  # the whole period: days 4-8 are new, but day 2 differs
-    assert not out.reproduced
-    (mismatch,) = [i for i in out.issues if i.kind == "mismatch"]
-    assert mismatch.business_day == date(2025, 3, 2)
-    assert f"{target}: totals (fiat, principal, commission) ledger" in mismatch.detail
-    assert [d.day for d in out.days if d.skipped] == al.days_between(date(2025, 3, 3),
-                                                                     SCENARIO.last_day)
-    assert out.events_written == 0
+        fiat = c.execute(sa.select(s.validated_cash_outs.c.fiat_cents).where(
+            s.validated_cash_outs.c.id == target)).scalar_one()
+    out = _run(engine)  # the whole period: days 4-8 are new, and day 2 changed
+    assert out.reproduced
+    kinds = [(r.kind, r.source_id) for r in out.reports]
+    assert kinds == [("changed", f"undo:{target}"), ("late", f"{target}~2")]
+    assert "fiat" in out.reports[0].detail
     with engine.connect() as c:
-        assert c.execute(sa.select(s.allocation_lines)).all() == before
+        assert _net(c, target)[0] == fiat
+        days = {r.business_day for r in c.execute(sa.select(s.allocation_events)).all()}
+        assert max(days) == SCENARIO.last_day
+        assert al.open_issues(c, ["mismatch"]) == []
+    assert _run(engine).reproduced  # the replay of compensations and re-allocations is exact
+
+
+def test_tampered_line_is_a_mismatch_that_writes_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        seed_scenario(c, SCENARIO)
+    _run(engine, SCENARIO.first_day, date(2025, 3, 3))
+    with engine.begin() as c:  # an extra line slipped into an allocated event
+        victim = c.execute(sa.select(s.allocation_events.c.source_id).where(
+            s.allocation_events.c.business_day == date(2025, 3, 2),
+            s.allocation_events.c.source_kind == "cash_out").limit(1)).scalar_one()
+        c.execute(s.allocation_lines.insert().values(
+            source_id=victim, line_no=99, kind="flow", recipient_id="flow-0001",
+            wallet_id="wallet-flow-0001", business_day=date(2025, 3, 2), fiat_cents=1, sats=1,
+            created_at=T,
+        ))
+        before = _count(c, s.allocation_events)
+    out = _run(engine)
+    assert not out.reproduced and out.events_written == 0
+    assert any(victim in d for d in out.mismatches)
+    with engine.connect() as c:
+        assert _count(c, s.allocation_events) == before
         assert [r.kind for r in al.open_issues(c)] == ["mismatch"]
 
 
@@ -254,17 +327,29 @@ def test_deposit_sign_rules() -> None:
     assert Deposit("d", "A", -5, T, correction=True).amount_cents == -5
 
 
-def test_fixed_run_without_any_rate_allocates_nothing_and_does_not_stop_the_run(engine) -> None:  # type: ignore[no-untyped-def]
-    # §5: skipped, not an error (the engine no longer raises). Recording the skip in the
-    # ledger (§4a "skipped event", WARN check, alert) is not asserted here yet.
+def test_fixed_run_without_any_rate_is_a_recorded_skip_and_flow_goes_on(engine) -> None:  # type: ignore[no-untyped-def]
+    # §5: fixed clients registered before the first cash-out ever. The fixed run of that day
+    # (09:00, before the first sale) is skipped and recorded; the flow cash-out is allocated.
     with engine.begin() as c:
         add_client(c, "F", mode="fixed", daily_limit_cents=15_000)
         deposit(c, "dF", "F", 10_000)
+        _two_clients(c)
+        add_cash_outs(c, [cash_out_row("sale", T, 10_000, 1_300_000)])
     day = RULES.business_day(T)
-    _run(engine, day, day)
+    out = _run(engine, day, day, now=T + timedelta(hours=1))
+    assert [(r.kind, r.source_id) for r in out.reports] == [("skipped", f"fixed:{day}")]
     with engine.connect() as c:
-        assert _count(c, s.allocation_lines) == 0
-        assert {b[0]: b[3] for b in al.client_balances(c)} == {"F": 10_000}
+        kinds = {e[1]: e[2] for e in _events(c)}
+        assert kinds == {f"fixed:{day}": "fixed_skipped", "sale": "cash_out"}
+        assert _net(c, "sale")[0] == 10_000
+        assert {b[0]: b[3] for b in al.client_balances(c)}["F"] == 10_000
+        assert not al.check_open_reports(c, "skipped").passed
+    # Not retried; the next day's run has a rate (the sale) and pays F.
+    nxt = day + timedelta(days=1)
+    out = _run(engine, nxt, nxt, now=RULES.fixed_run_at(nxt) + timedelta(hours=1))
+    assert out.reproduced and not out.reports
+    with engine.connect() as c:
+        assert {b[0]: b[3] for b in al.client_balances(c)}["F"] == 0
 
 
 def test_due_range_follows_settled_cash_outs_and_the_fixed_run(engine) -> None:  # type: ignore[no-untyped-def]
@@ -275,28 +360,34 @@ def test_due_range_follows_settled_cash_outs_and_the_fixed_run(engine) -> None: 
     def due(now: datetime):  # type: ignore[no-untyped-def]
         return al.due_range(engine, RULES, now=now, settle_minutes=15, start_day=start)
 
+    def run(now: datetime):  # type: ignore[no-untyped-def]
+        return al.allocate_range(engine, RULES, start, day, now=now, settle_minutes=15,
+                                 start_day=start)
+
     with engine.begin() as c:
         _two_clients(c)
-    # Nothing allocated yet: yesterday's fixed run is due, so the range starts at start_day.
+    assert due(run_at) is None  # no sale ever: allocation has not begun
+    with engine.begin() as c:
+        add_cash_outs(c, [cash_out_row("eve", run_at - timedelta(hours=20), 10_000, 1_300_000)])
     assert due(run_at - timedelta(hours=2)) == (start, day)
-    _run(engine, start, day, now=run_at - timedelta(hours=2))
+    run(run_at - timedelta(hours=2))
     assert due(run_at - timedelta(hours=1)) is None
     assert due(run_at + timedelta(minutes=14)) is None  # not settled yet
     assert due(run_at + timedelta(minutes=15)) == (start, day)
-    _run(engine, day, day, now=run_at + timedelta(minutes=15))
+    run(run_at + timedelta(minutes=15))
     with engine.begin() as c:
         add_cash_outs(c, [cash_out_row("tx", run_at + timedelta(hours=1), 10_000, 1_300_000)])
     assert due(run_at + timedelta(hours=1, minutes=5)) is None
     assert due(run_at + timedelta(hours=1, minutes=15)) == (start, day)
     later = run_at + timedelta(hours=2)
-    _run(engine, start, day, now=later)
+    run(later)
     assert due(later) is None
     with engine.begin() as c:  # Lamassu marks the allocated cash-out errored (overlap window)
         c.execute(s.validated_cash_outs.update().where(s.validated_cash_outs.c.id == "tx")
                   .values(eligible=False, error="dispense failed"))
-    assert due(later) == (start, day)  # to be re-compared and reported
-    _run(engine, start, day, now=later)
-    assert due(later) is None  # reported once; the open issue holds the payouts
+    assert due(later) == (start, day)  # to be compensated
+    run(later)
+    assert due(later) is None  # compensated once; nothing holds the payouts
 
 
 # --------------------------------------------------------------------------- the checks can fail
@@ -365,10 +456,18 @@ def test_cli_lists_and_acknowledges_issues(engine, capsys) -> None:  # type: ign
     assert "no open allocation issues" in capsys.readouterr().out
 
 
-def test_days_before_the_ledgers_first_day_are_not_late_and_not_allocated(engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_later_day_alone_is_refused_while_an_earlier_day_is_due(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as c:
         seed_scenario(c, SCENARIO)
-    _run(engine, date(2025, 3, 3), date(2025, 3, 5))
-    out = _run(engine, SCENARIO.first_day, date(2025, 3, 5))
-    assert out.reproduced and not out.issues and out.events_written == 0
-    assert [d.day for d in out.days if d.before_ledger] == [date(2025, 3, 1), date(2025, 3, 2)]
+    with pytest.raises(al.AllocationRefused, match="materialize from 2025-03-01"):
+        _run(engine, date(2025, 3, 3), date(2025, 3, 5))
+    with engine.connect() as c:
+        assert _count(c, s.allocation_events) == 0
+    _run(engine, SCENARIO.first_day, date(2025, 3, 2))
+    with pytest.raises(al.AllocationRefused, match="materialize from 2025-03-03"):
+        _run(engine, date(2025, 3, 5), date(2025, 3, 5))
+    out = _run(engine, date(2025, 3, 3), date(2025, 3, 5))
+    assert out.reproduced and not out.reports
+    # An earlier, allocated day again: replayed, nothing appended.
+    again = _run(engine, SCENARIO.first_day, SCENARIO.first_day)
+    assert again.reproduced and again.events_written == 0 and again.events_verified > 0

@@ -7,8 +7,10 @@ what an operator wants to see; the ledger, not an IO manager, is the storage.
 
 Day D depends on every earlier day (balances carry over), hence the self-dependency on the
 previous partition, and a date-range backfill is ONE run (``BackfillPolicy.single_run``) that
-processes its days in order. Re-materializing an allocated day recomputes and compares it;
-nothing already in the ledger is ever rewritten (see :mod:`dca_pipeline.ledger.allocations`).
+processes its days in order. Every run first replays the stored events of its days, then
+appends to the ledger's sequence what §4a says is due (compensations, late events, in-order
+events); nothing already in the ledger is ever rewritten (see
+:mod:`dca_pipeline.ledger.allocations`).
 """
 
 from collections.abc import Iterator, Mapping
@@ -18,11 +20,11 @@ from typing import Any
 import dagster as dg
 
 from dca_pipeline.defs.allocate.checks import (
+    ALLOCATION_CHECK_SPECS,
     BALANCES,
     COMMISSION,
     FIXED,
     FLOW,
-    MONEY_CHECK_SPECS,
     evaluate_money_checks,
 )
 from dca_pipeline.defs.settings import BusinessSettings, business_days
@@ -133,6 +135,9 @@ def _results(
         "lines_written": outcome.lines_written,
         "cash_outs_pending_settlement": outcome.pending,
         "issues_found": len(outcome.issues),
+        "late_events": len(outcome.reported("late")),
+        "compensations": len(outcome.reported("revoked")) + len(outcome.reported("changed")),
+        "fixed_runs_skipped": len(outcome.reported("skipped")),
     }
     flow, unallocated = _kind(summary, "flow"), _kind(summary, "unallocated")
     yield dg.MaterializeResult(
@@ -207,7 +212,7 @@ def _results(
 @dg.multi_asset(
     name="allocations",
     specs=allocation_specs(),
-    check_specs=list(MONEY_CHECK_SPECS),
+    check_specs=list(ALLOCATION_CHECK_SPECS),
     partitions_def=business_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=False,
@@ -221,15 +226,19 @@ def allocations(
     first, last = date.fromisoformat(key_range.start), date.fromisoformat(key_range.end)
     engine = ledger.engine()
     now = datetime.now(UTC)
-    outcome = al.allocate_range(
-        engine,
-        settings.rules(),
-        first,
-        last,
-        now=now,
-        settle_minutes=settings.settle_minutes,
-        run_id=context.run.run_id,
-    )
+    try:
+        outcome = al.allocate_range(
+            engine,
+            settings.rules(),
+            first,
+            last,
+            now=now,
+            settle_minutes=settings.settle_minutes,
+            run_id=context.run.run_id,
+            start_day=business_days.start.date(),
+        )
+    except al.AllocationRefused as refused:
+        raise dg.Failure(description=str(refused)) from None
     context.log.info(
         f"{first}…{last}: {outcome.events_written} event(s) written "
         f"({outcome.lines_written} lines), {outcome.events_verified} verified, "

@@ -1,10 +1,12 @@
-"""The blocking money checks of the allocation assets (severity ERROR).
+"""The allocation checks: blocking money checks (severity ERROR) and §4a reports (WARN).
 
 Every check is emitted by the allocation step itself (``check_specs`` on the multi-asset), so a
 failure stops everything downstream in the same run. A failure is also kept in the ledger as an
 open ``allocation_issues`` row, so ``ledger_reproduces`` keeps failing in later runs until a
 recomputation no longer finds it or an operator acknowledges it: the payout stage must refuse
 to pay while the LATEST evaluation of any key in :data:`MONEY_CHECK_KEYS` did not pass.
+The report checks (:data:`REPORT_CHECKS`: late, revoked, changed, moved, skipped) are WARN and
+not blocking: they show what §4a handled, and never stop allocation or payouts.
 """
 
 from __future__ import annotations
@@ -27,26 +29,22 @@ REPRODUCES = "ledger_reproduces"
 
 _CHECKS: dict[dg.AssetKey, tuple[tuple[str, str], ...]] = {
     FLOW: (
-        (REPRODUCES, "Recomputing the partitions gives exactly the ledger's lines, and no "
+        (REPRODUCES, "Replaying the stored sequence (every event recomputed from its stored "
+                     "inputs and the state before it) gives exactly the ledger's lines, and no "
                      "earlier difference is still open."),
-        ("cash_out_lines_add_up", "Per cash-out: Σ flow + unallocated fiat == fiat_cents and "
-                                  "Σ sats == principal_sats, exactly."),
-        ("no_client_above_remaining_balance", "At every event no client has received more "
-                                              "than its confirmed deposits by then."),
-        ("allocated_cash_outs_still_eligible", "No allocated cash-out was later marked "
-                                               "errored/ineligible by Lamassu (needs an "
-                                               "operator decision)."),
-        ("no_late_cash_outs", "No eligible cash-out appeared before the last allocated event "
-                              "(it would need history to be rewritten)."),
+        ("cash_out_lines_add_up", "Per cash-out event (and compensation): Σ flow + unallocated "
+                                  "fiat == its fiat and Σ sats == its principal, exactly."),
+        ("no_client_above_remaining_balance", "In sequence order no client has received more "
+                                              "than its confirmed deposits as of each event."),
     ),
     FIXED: (
-        (REPRODUCES, "Recomputing the fixed runs gives exactly the ledger's lines."),
+        (REPRODUCES, "Replaying the fixed runs (at their stored rates) gives the ledger's lines."),
         ("fixed_lines_add_up", "Per fixed run: Σ lines == the run's fiat and sats totals."),
-        ("no_client_above_remaining_balance", "At every event no client has received more "
-                                              "than its confirmed deposits by then."),
+        ("no_client_above_remaining_balance", "In sequence order no client has received more "
+                                              "than its confirmed deposits as of each event."),
     ),
     COMMISSION: (
-        (REPRODUCES, "Recomputing the commission split gives exactly the ledger's lines."),
+        (REPRODUCES, "Replaying the commission split gives exactly the ledger's lines."),
         ("commission_lines_add_up", "Per cash-out: Σ commission lines == commission_sats "
                                     "(none when no commission configuration was in force)."),
         ("commission_basis_points_sum_10000", "Every commission version sums to exactly "
@@ -58,11 +56,31 @@ _CHECKS: dict[dg.AssetKey, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+#: Expected business (§4a), reported and alerted once, never a reason to stop: severity WARN,
+#: not blocking. Each lists the reports nobody has acknowledged yet.
+REPORT_CHECKS: tuple[tuple[dg.AssetKey, str, str, str], ...] = (
+    (FLOW, "late_events", "late", "Cash-outs (or fixed runs) that arrived after a later event "
+     "was allocated: appended, computed as of the latest allocated instant."),
+    (FLOW, "revoked_cash_outs", "revoked", "Allocated cash-outs that are no longer eligible "
+     "(error set, dispense cleared, quarantined …): reversed by a compensating event."),
+    (FLOW, "changed_cash_outs", "changed", "Allocated cash-outs whose amounts or commission "
+     "changed: reversed and allocated again."),
+    (FLOW, "moved_cash_outs", "moved", "Allocated cash-outs whose event time moved later (a "
+     "dispense action that arrived after the row): the allocation stands."),
+    (FIXED, "skipped_fixed_runs", "skipped", "Fixed runs with no reference rate (§5): skipped, "
+     "fixed clients got nothing that day; everything else went on."),
+)
+
 MONEY_CHECK_SPECS: tuple[dg.AssetCheckSpec, ...] = tuple(
     dg.AssetCheckSpec(name, asset=key, blocking=True, description=description)
     for key, checks in _CHECKS.items()
     for name, description in checks
 )
+REPORT_CHECK_SPECS: tuple[dg.AssetCheckSpec, ...] = tuple(
+    dg.AssetCheckSpec(name, asset=key, blocking=False, description=description)
+    for key, name, _, description in REPORT_CHECKS
+)
+ALLOCATION_CHECK_SPECS = MONEY_CHECK_SPECS + REPORT_CHECK_SPECS
 #: Every blocking check of the allocation stage; pay nothing unless all latest evaluations passed.
 MONEY_CHECK_KEYS: frozenset[dg.AssetCheckKey] = frozenset(spec.key for spec in MONEY_CHECK_SPECS)
 
@@ -71,12 +89,15 @@ def money_check_keys() -> frozenset[dg.AssetCheckKey]:
     return MONEY_CHECK_KEYS
 
 
-def _result(key: dg.AssetKey, name: str, outcome: al.CheckOutcome) -> dg.AssetCheckResult:
+def _result(
+    key: dg.AssetKey, name: str, outcome: al.CheckOutcome,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=name,
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         description=outcome.description[:4000],
         metadata=outcome.metadata,
     )
@@ -118,27 +139,23 @@ def evaluate_money_checks(
         al.record_issues(engine, failures, now, run_id)
     with engine.connect() as c:
         reproduces = _reproduces(outcome, al.open_issues(c, ["mismatch"]))
-        results[(FLOW, "allocated_cash_outs_still_eligible")] = al.check_open_issues(
-            c, ["revoked"], "allocated cash-out that is no longer eligible"
-        )
-        results[(FLOW, "no_late_cash_outs")] = al.check_open_issues(
-            c, ["late"], "late cash-out"
-        )
+        reports = {kind: al.check_open_reports(c, kind) for _, _, kind, _ in REPORT_CHECKS}
     for key in ALLOCATION_ASSET_KEYS:
         results[(key, REPRODUCES)] = reproduces
     for key, checks in _CHECKS.items():
         for name, _ in checks:
             yield _result(key, name, results[(key, name)])
+    for key, name, kind, _ in REPORT_CHECKS:
+        yield _result(key, name, reports[kind], dg.AssetCheckSeverity.WARN)
 
 
 def _reproduces(outcome: al.RangeOutcome, open_mismatches: Sequence[object]) -> al.CheckOutcome:
-    skipped = [d.day.isoformat() for d in outcome.days if d.skipped]
     lines = [
         f"issue {r.issue_id} ({r.business_day}, {r.source_id}): {r.detail}"  # type: ignore[attr-defined]
         for r in open_mismatches
     ]
-    if skipped:
-        lines.append(f"not processed because an earlier day differs: {', '.join(skipped)}")
+    if outcome.mismatches and not lines:
+        lines = outcome.mismatches[: al.MAX_DIFF_LINES]
     return al.CheckOutcome(
         outcome.reproduced and not open_mismatches,
         "the ledger reproduces exactly" if not lines else "\n".join(lines[: al.MAX_DIFF_LINES]),
@@ -146,6 +163,6 @@ def _reproduces(outcome: al.RangeOutcome, open_mismatches: Sequence[object]) -> 
             "events_verified": outcome.events_verified,
             "events_written": outcome.events_written,
             "open_mismatches": len(open_mismatches),
-            "days_skipped": len(skipped),
+            "differences": len(outcome.mismatches),
         },
     )
