@@ -33,6 +33,7 @@ from dca_pipeline.domain.sequence import (
     replay,
 )
 from dca_pipeline.ledger import allocation_store as store
+from dca_pipeline.ledger import landing
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.allocation_store import AllocationConflict, LedgerInputs, load_inputs
 
@@ -164,24 +165,29 @@ def allocate_range(
     run_id: str | None = None,
     start_day: date | None = None,
     landed_through: datetime | None = None,
+    only_landed: bool = False,
 ) -> RangeOutcome:
     """Replay, then extend the sequence with everything due up to the end of ``last_day``.
 
     ``start_day``: nothing before it is ever allocated (default: allocation starts with the
     first allocated or eligible day). ``landed_through``: nothing after it is due (the end of
-    the contiguous landed fetch windows; None: no bound). Raises :class:`AllocationRefused`
-    (nothing written) when an earlier day than ``first_day`` has due in-order events.
+    the contiguous landed fetch windows; None: no bound). ``only_landed``: take that bound from
+    the recorded fetch windows (``lamassu_fetches``; a ledger without any, seeded another way,
+    has no bound). Raises :class:`AllocationRefused` (nothing written) when an earlier day than
+    ``first_day`` has due in-order events, or when the run's days were never fetched.
     """
     if first_day > last_day:
         raise ValueError(f"empty range {first_day}..{last_day}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    cutoff = now - timedelta(minutes=settle_minutes)
-    if landed_through is not None:
-        cutoff = min(cutoff, landed_through)
     outcome = RangeOutcome(first_day, last_day)
     with engine.connect() as c:
         inputs = load_inputs(c)
+        if only_landed:
+            landed_through = _landed_bound(c, rules, start_day, first_day, landed_through)
+    cutoff = now - timedelta(minutes=settle_minutes)
+    if landed_through is not None:
+        cutoff = min(cutoff, landed_through)
     outcome.events_verified, outcome.mismatches = replay_range(engine, inputs, first_day, last_day)
     if outcome.mismatches:
         _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
@@ -225,6 +231,28 @@ def allocate_range(
     record_reports(engine, plan.reports, now, run_id)
     _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
     return outcome
+
+
+def _landed_bound(
+    c: sa.Connection, rules: BusinessRules, start_day: date | None, first_day: date,
+    given: datetime | None,
+) -> datetime | None:
+    """Up to when every fetch since the start has landed (§4a "Due"); refuses unfetched days."""
+    if c.execute(sa.select(sa.func.count()).select_from(s.lamassu_fetches)).scalar_one() == 0:
+        return given
+    start = effective_start(c, start_day) or first_day
+    bound = landing.landed_through(c, rules.day_start_utc(start))
+    if bound is None:
+        raise AllocationRefused(
+            f"no fetch has landed {start} yet: ingest from {start} first (nothing was written)"
+        )
+    if rules.day_start_utc(first_day) >= bound:
+        missing = rules.business_day(bound)
+        raise AllocationRefused(
+            f"{first_day} was never fetched (landed up to {bound.isoformat()}): ingest from "
+            f"{missing} first (nothing was written)"
+        )
+    return bound if given is None else min(bound, given)
 
 
 def _sync_mismatch(

@@ -236,6 +236,7 @@ def allocations(
             settle_minutes=settings.settle_minutes,
             run_id=context.run.run_id,
             start_day=business_days.start.date(),
+            only_landed=True,
         )
     except al.AllocationRefused as refused:
         raise dg.Failure(description=str(refused)) from None
