@@ -27,7 +27,17 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Literal
 
-from dca_pipeline.domain.cash_out import CashOut, ineligibility_reasons
+from dca_pipeline.domain.cash_out import (
+    DISPENSE_NOT_CONFIRMED,
+    HAS_ERROR,
+    NO_CRYPTO,
+    NO_FIAT,
+    NOT_DISPENSED,
+    OTHER_COIN,
+    STATUS_NOT_ELIGIBLE,
+    CashOut,
+    ineligibility_reasons,
+)
 from dca_pipeline.domain.engine import (
     ClientBook,
     CommissionTimeline,
@@ -43,6 +53,12 @@ from dca_pipeline.domain.rules import BusinessRules
 CASH_OUT_RANK = 0
 FIXED_RANK = 1
 CLIENT_KINDS = ("flow", "fixed")
+
+#: The §2 predicate's own reasons (validation computes them with the rules in force today).
+PREDICATE_REASONS = frozenset({
+    NOT_DISPENSED, DISPENSE_NOT_CONFIRMED, HAS_ERROR, STATUS_NOT_ELIGIBLE, NO_FIAT, NO_CRYPTO,
+    OTHER_COIN,
+})
 
 EventKind = Literal["cash_out", "fixed", "fixed_skipped", "compensation"]
 ReportKind = Literal["late", "revoked", "changed", "moved", "skipped"]
@@ -113,8 +129,14 @@ class LandedCashOut:
             crypto_code=[self.crypto_code],
             confirmed_only=confirmed_only,
         )[0]
-        if reason is None and not self.eligible and self.ineligible_reason:
-            # Validation knows more (e.g. a quarantined duplicate): trust it.
+        if (
+            reason is None
+            and not self.eligible
+            and self.ineligible_reason
+            and self.ineligible_reason not in PREDICATE_REASONS
+        ):
+            # Validation knows more than the §2 predicate (a quarantined duplicate): trust it.
+            # Its predicate reasons are not trusted: they follow today's rules, not the stored.
             return self.ineligible_reason
         return reason
 
