@@ -10,12 +10,15 @@ and never appear in exception text (errors carry method, path, status and LNbits
 
 Retries: connection errors, timeouts, 429 and 5xx other than 520 (LNbits' "payment error"
 status) are retried with bounded exponential backoff, then :class:`LNbitsUnavailable`.
-Retrying a *pay* is safe: an internal invoice can be paid only once, and LNbits checks that
-under a per-wallet lock (verified with concurrent payers), so if the first attempt went through
-but its answer was lost, the retry gets 520 "Internal invoice already paid." (ALREADY_PAID), and
-otherwise it pays (PAID). ALREADY_PAID alone does not prove that *our* wallet paid: confirm with
-:meth:`LNbitsClient.get_payment` on the source wallet. A retried *create_invoice* may leave an
-extra pending invoice on the recipient's wallet; nobody pays it and it expires.
+A *pay* is resent only when LNbits cannot have seen it (the connection was never made, 429, or
+503). Once the request may have reached LNbits (a timeout or a dropped connection after sending,
+500/502/504), its outcome is unknown: :class:`LNbitsPaymentUnknown`, never a guess. The caller
+keeps the payout in flight and asks LNbits about the payment hash later. (Resending the same
+bolt11 could not pay twice, since an internal invoice is paid at most once, but the answer to a
+resend while the first request is still being processed does not say who paid.) ALREADY_PAID
+alone does not prove that *our* wallet paid: confirm with :meth:`LNbitsClient.get_payment` on
+the source wallet. A retried *create_invoice* may leave an extra pending invoice on the
+recipient's wallet; nobody pays it and it expires.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ MAX_MEMO_BYTES = 639
 MAX_EXTERNAL_ID_CHARS = 256  # LNbits' external_id limit
 LNBITS_PAYMENT_ERROR_STATUS = 520
 PAGE_SIZE = 100
+#: Transport errors raised before the request left this process: safe to resend a pay.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Answers of a server (or proxy) that did not process the request: safe to resend a pay.
+_NOT_PROCESSED_STATUSES = frozenset({429, 503})
 
 
 def sats_to_msat(sats: int) -> int:
@@ -74,6 +81,12 @@ class LNbitsUnavailable(LNbitsError):
     429, 5xx). The outcome of a pay attempt is unknown: look it up before paying again."""
 
 
+class LNbitsPaymentUnknown(LNbitsUnavailable):
+    """A pay request may have reached LNbits, but no usable answer came back (a timeout or a
+    dropped connection after sending, 500/502/504). The money may or may not have moved: ask
+    LNbits by payment hash before doing anything else with this payout. Never resent."""
+
+
 class LNbitsRequestError(LNbitsError):
     """LNbits refused a request (400/520 and other 4xx) outside the typed pay outcomes."""
 
@@ -101,6 +114,7 @@ class Invoice:
 
 class PayOutcomeKind(enum.Enum):
     PAID = "paid"  # this call moved the money from our wallet
+    PENDING = "pending"  # our payment exists but is not settled: in flight, ask again later
     ALREADY_PAID = "already_paid"  # the invoice was paid before (maybe by an earlier attempt)
     INSUFFICIENT_BALANCE = "insufficient_balance"  # nothing moved
     INVOICE_DEAD = "invoice_dead"  # expired or lost by an LNbits restart: make a new invoice
@@ -278,11 +292,14 @@ class LNbitsClient:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
+        resend_after_sending: bool = True,
     ) -> httpx.Response:
         """Send with retries; return the first non-retryable response.
 
         Auth failures raise here for every endpoint; 404 "Wallet not found." is LNbits' answer
         to an unknown key (its other 404s, e.g. "Payment does not exist.", are returned).
+        With ``resend_after_sending=False`` (a pay), a request LNbits may have received is
+        never resent: :class:`LNbitsPaymentUnknown` instead.
         """
         last_problem = ""
         for attempt in range(1, self._max_attempts + 1):
@@ -296,10 +313,18 @@ class LNbitsClient:
             except httpx.TransportError as exc:
                 # The class name only: some transport errors quote the request.
                 last_problem = type(exc).__name__
+                if not resend_after_sending and not isinstance(exc, _NOT_SENT_ERRORS):
+                    raise LNbitsPaymentUnknown(
+                        f"{method} {path}: sent, no answer ({last_problem}); outcome unknown"
+                    ) from None
                 continue
             status = response.status_code
             if status == 429 or (status >= 500 and status != LNBITS_PAYMENT_ERROR_STATUS):
                 last_problem = f"HTTP {status}"
+                if not resend_after_sending and status not in _NOT_PROCESSED_STATUSES:
+                    raise LNbitsPaymentUnknown(
+                        f"{method} {path}: sent, answered {status}; outcome unknown"
+                    )
                 continue
             detail = _detail_of(response)
             if status in (401, 403) or (status == 404 and detail == "Wallet not found."):
@@ -406,7 +431,8 @@ class LNbitsClient:
 
     # ---------------------------------------------------------------- pay
     def pay_invoice(self, bolt11: str, extra: Mapping[str, Any], external_id: str) -> PayOutcome:
-        """Pay ``bolt11`` from the source wallet; safe to retry (see module docstring)."""
+        """Pay ``bolt11`` from the source wallet. Raises :class:`LNbitsPaymentUnknown` when the
+        request may have reached LNbits without an answer (see module docstring)."""
         if not bolt11:
             raise ValueError("bolt11 is empty")
         _validate_external_id(external_id)
@@ -416,6 +442,7 @@ class LNbitsClient:
             "/api/v1/payments",
             self._admin_key,
             json={"out": True, "bolt11": bolt11, "extra": dict(extra), "external_id": external_id},
+            resend_after_sending=False,
         )
         status = response.status_code
         if status == 201:
@@ -441,10 +468,10 @@ class LNbitsClient:
                 fee_msat=row.fee_msat,
             )
         if row.kind is PaymentKind.PENDING and row.outgoing and row.wallet_id == our_wallet:
-            # Only an external (non-internal) payment can be in flight; payouts never are.
+            # Neither paid nor a definite "not paid": the payment is in flight.
             return PayOutcome(
-                kind=PayOutcomeKind.REJECTED,
-                detail="payment is pending (not an internal invoice?)",
+                kind=PayOutcomeKind.PENDING,
+                detail="LNbits answered: payment pending",
                 http_status=201,
                 payment_hash=row.payment_hash,
                 checking_id=row.checking_id,

@@ -14,6 +14,7 @@ import pytest
 from dca_pipeline.payouts import (
     LNbitsAuthError,
     LNbitsClient,
+    LNbitsPaymentUnknown,
     LNbitsProtocolError,
     LNbitsRequestError,
     LNbitsResource,
@@ -101,15 +102,46 @@ def test_503_then_success_is_retried_with_backoff() -> None:
     }
 
 
-def test_lost_answer_then_retry_reports_already_paid() -> None:
-    # The first pay went through but its answer was lost; LNbits refuses the second payment.
-    fake = FakeLNbits(
+@pytest.mark.parametrize(
+    "fault",
+    [
         httpx.ReadTimeout("timed out"),
-        answer(520, {"detail": "Internal invoice already paid.", "status": "failed"}),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe"),
+        answer(500, {"detail": "Internal Server Error"}),
+        answer(502, {"detail": "Bad Gateway"}),
+        answer(504, {"detail": "Gateway Timeout"}),
+    ],
+    ids=["read-timeout", "dropped", "write-error", "500", "502", "504"],
+)
+def test_a_pay_that_may_have_reached_lnbits_is_never_resent(fault: Handler | Exception) -> None:
+    # The request may have gone through with its answer lost: the outcome is unknown, and the
+    # caller asks LNbits by payment hash (a resend's answer would not say who paid).
+    fake = FakeLNbits(fault, answer(201, paid_row()))
+    with client_for(fake, []) as lnbits, pytest.raises(LNbitsPaymentUnknown) as unknown:
+        lnbits.pay_invoice(BOLT11, {}, "p-1")
+    assert len(fake.requests) == 1 and isinstance(unknown.value, LNbitsUnavailable)
+    assert "outcome unknown" in str(unknown.value)
+
+
+def test_a_pay_that_never_left_is_resent() -> None:
+    fake = FakeLNbits(
+        httpx.ConnectError("refused"),
+        answer(429, {"error": "Rate limit exceeded: 200 per 1 minute"}),
+        answer(503, {"detail": "Service Unavailable"}),
+        answer(201, paid_row()),
     )
     with client_for(fake, []) as lnbits:
+        assert lnbits.pay_invoice(BOLT11, {}, "p-1").kind is PayOutcomeKind.PAID
+    assert len(fake.requests) == 4
+
+
+def test_a_pending_answer_is_pending_not_a_refusal() -> None:
+    fake = FakeLNbits(answer(201, paid_row(status="pending")))
+    with client_for(fake, []) as lnbits:
         outcome = lnbits.pay_invoice(BOLT11, {}, "p-1")
-    assert outcome.kind is PayOutcomeKind.ALREADY_PAID and outcome.settled
+    assert outcome.kind is PayOutcomeKind.PENDING and not outcome.settled
+    assert outcome.payment_hash == HASH
 
 
 def test_connection_errors_exhaust_attempts() -> None:
@@ -122,10 +154,10 @@ def test_connection_errors_exhaust_attempts() -> None:
     assert "ConnectError" in str(error.value)
 
 
-def test_429_and_500_are_retried_but_520_is_an_answer() -> None:
+def test_429_and_503_are_retried_but_520_is_an_answer() -> None:
     fake = FakeLNbits(
         answer(429, {"error": "Rate limit exceeded: 200 per 1 minute"}),
-        answer(500, {"detail": "Internal Server Error"}),
+        answer(503, {"detail": "Service Unavailable"}),
         answer(520, {"detail": "Bolt11 decoding failed.", "status": "failed"}),
     )
     with client_for(fake, []) as lnbits:
