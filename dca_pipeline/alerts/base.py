@@ -31,6 +31,7 @@ class AlertKind(StrEnum):
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
     QUARANTINED_ROWS = "quarantined_rows"
     CHECK_FAILED = "check_failed"
+    ALLOCATION_REPORT = "allocation_report"
     INGEST_FAILED = "ingest_failed"
 
 
