@@ -3,17 +3,27 @@
 One run, under the writer lease (:mod:`lease`):
 
 1. **Reconcile** every payout that is not settled, by asking LNbits first: each invoice it ever
-   had (by payment hash, on the source wallet) and any payment carrying its id as
-   ``external_id``. A payout LNbits shows as paid by us is recorded paid and never paid again.
-2. **Plan and claim** in ONE transaction: every unclaimed allocation line, grouped by wallet,
-   becomes one payout (deterministic id, see :func:`plan.payout_id_for`) and its lines are
-   assigned to it (``payout_lines`` has the line as primary key: a line is paid at most once).
-   A wallet that still has an unpaid payout gets no second one in the same run.
+   had (by payment hash: our payment on the source wallet, and the invoice on the recipient's
+   wallet) and any payment carrying its id as ``external_id``. A payout LNbits shows as paid by
+   us is recorded paid and never paid again; one whose payment LNbits shows pending stays
+   **in flight** (asked again next run, its wallet gets nothing else meanwhile). A payout not
+   yet paid whose lines were compensated is **voided** once LNbits proves it unpaid (no invoice
+   of it was ever sent to be paid, or every sent one is dead on LNbits): its lines are released
+   and net against the wallet's other lines.
+2. **Plan and claim** in ONE transaction: every wallet's unclaimed lines are netted
+   (compensations included); a positive net becomes one payout (deterministic id, see
+   :func:`plan.payout_id_for`) and its lines are assigned to it (``payout_lines`` has the line
+   as primary key: a line is paid at most once). A negative net is a debt: no payout, the lines
+   stay unclaimed, the operator is alerted once per distinct amount. A wallet that still has an
+   open (or in-flight) payout gets nothing new in the same run.
 3. **Funding**: if the source wallet cannot cover everything due, pay nothing, alert, keep all
    pending (retried next run). Paying part of a batch would leave an arbitrary subset unpaid.
 4. **Pay** each payout: create the invoice on the recipient's wallet, **store bolt11 + payment
-   hash**, pay it from the source wallet, record the outcome. An invoice LNbits lost (restart,
-   expiry) is replaced only after LNbits confirms it was not paid.
+   hash**, mark it in flight, pay it from the source wallet, record the outcome. An answer that
+   is neither "paid" nor a definite "not paid" (pending; a timeout after the request was sent)
+   leaves it in flight. A payout is only ever re-invoiced after LNbits said its invoice is dead
+   (lost, expired) and not paid by us; until then the same invoice is paid again (an internal
+   invoice is paid at most once).
 
 A crash anywhere leaves the ledger in a state step 1 resolves: before the invoice is stored
 nothing can have been paid (we only pay stored invoices); after it, the hash is known.
@@ -33,12 +43,14 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from dca_pipeline.alerts import Alert, AlertDispatcher, AlertKind
+from dca_pipeline.domain.money import format_cents
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.payouts.lease import DEFAULT_LEASE_SECONDS, LeaseLost, PayoutLease
 from dca_pipeline.payouts.lnbits import (
     LNbitsAuthError,
     LNbitsClient,
     LNbitsError,
+    LNbitsPaymentUnknown,
     LNbitsRequestError,
     LNbitsUnavailable,
     PaymentKind,
@@ -48,10 +60,14 @@ from dca_pipeline.payouts.lnbits import (
     sats_to_msat,
 )
 from dca_pipeline.payouts.plan import (
+    Plan,
     PlannedPayout,
-    group_by_wallet,
+    WalletNet,
+    claimed_lines,
+    compensated_payouts,
     invoice_keys_by_wallet,
     memo_for,
+    plan_payouts,
     unpaid_lines,
 )
 
@@ -59,13 +75,23 @@ _LOGGER = logging.getLogger(__name__)
 
 PAUSE_ENV = "DCA_PAYOUTS_PAUSED"
 CONTROL_NAME = "payouts"
-OPEN_STATUSES = ("planned", "invoiced")
+#: Not settled: asked about at the start of every run; the wallet gets no second payout.
+OPEN_STATUSES = ("planned", "invoiced", "in_flight")
+#: Not paid, so voidable once LNbits proves it unpaid, when its lines get compensated.
+VOIDABLE_STATUSES = ("planned", "invoiced", "in_flight", "failed")
 #: Fresh invoices one run may make for one payout when LNbits keeps losing them.
 MAX_INVOICES_PER_RUN = 3
 
 #: Called at each step with (step, payout_id); tests use it to kill the process mid-payout.
 FaultHook = Callable[[str, str], None]
-STEPS = ("before_invoice", "after_invoice", "invoice_stored", "after_pay", "after_record")
+STEPS = (
+    "before_invoice",
+    "after_invoice",
+    "invoice_stored",
+    "before_pay",  # marked in flight, the pay request not sent yet
+    "after_pay",
+    "after_record",
+)
 
 
 class RunStatus(enum.StrEnum):
@@ -95,8 +121,12 @@ class PayoutRunReport:
     reconciled_paid: list[str] = field(default_factory=list)  # found paid on LNbits
     paid: list[str] = field(default_factory=list)  # paid by this run
     failed: list[str] = field(default_factory=list)  # marked failed (permanent) by this run
+    in_flight: list[str] = field(default_factory=list)  # LNbits gave no definite answer
+    voided: list[str] = field(default_factory=list)  # compensated and proven unpaid: void
+    held: list[str] = field(default_factory=list)  # compensated, not yet provably unpaid
     pending: list[str] = field(default_factory=list)  # still unpaid after this run
     deferred_wallets: list[str] = field(default_factory=list)
+    owed: dict[str, int] = field(default_factory=dict)  # wallet -> sats it owes (net < 0)
     due_sats: int = 0
     paid_sats: int = 0
     balance_msat: int | None = None
@@ -112,8 +142,13 @@ class PayoutRunReport:
             "paid": len(self.paid),
             "paid_sats": self.paid_sats,
             "failed": len(self.failed),
+            "in_flight": len(self.in_flight),
+            "voided": len(self.voided),
+            "held": len(self.held),
             "pending": len(self.pending),
             "deferred_wallets": len(self.deferred_wallets),
+            "owed_wallets": len(self.owed),
+            "owed_sats": sum(self.owed.values()),
             "due_sats": self.due_sats,
             "lnbits_payments": self.lnbits_payments,
             "dry_run_rows": self.dry_run_rows,
@@ -221,26 +256,53 @@ def run_payouts(
 
 
 # --------------------------------------------------------------------------- ledger helpers
-def _open_payouts(connection: sa.Connection) -> list[_Payout]:
+def _payouts(connection: sa.Connection, statuses: tuple[str, ...]) -> list[_Payout]:
     p = s.payouts.c
     rows = connection.execute(
         sa.select(*(p[name] for name in _Payout.__dataclass_fields__))
-        .where(p.status.in_(OPEN_STATUSES))
+        .where(p.status.in_(statuses))
         .order_by(p.payout_id)
     )
     return [_Payout(**row._mapping) for row in rows]
 
 
-def _attempt_hashes(connection: sa.Connection, payout_id: str) -> list[tuple[str, str]]:
+def _open_payouts(connection: sa.Connection) -> list[_Payout]:
+    return _payouts(connection, OPEN_STATUSES)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    attempt_no: int
+    payment_hash: str
+    bolt11: str
+    outcome: str | None
+    pay_sent_at: datetime | None
+
+
+def _attempts(connection: sa.Connection, payout_id: str) -> list[_Attempt]:
     a = s.payout_attempts.c
     return [
-        (row.payment_hash, row.bolt11)
+        _Attempt(row.attempt_no, row.payment_hash, row.bolt11, row.outcome, row.pay_sent_at)
         for row in connection.execute(
-            sa.select(a.payment_hash, a.bolt11)
+            sa.select(a.attempt_no, a.payment_hash, a.bolt11, a.outcome, a.pay_sent_at)
             .where(a.payout_id == payout_id)
             .order_by(a.attempt_no)
         )
     ]
+
+
+@dataclass
+class _Evidence:
+    """What LNbits says about one unsettled payout."""
+
+    paid: PaymentStatus | None = None  # our payment, settled, on the source wallet
+    paid_bolt11: str = ""
+    pending: _Attempt | None = None  # our payment exists and is pending: in flight
+    pending_unknown: bool = False  # a pending payment carrying its id, of no known invoice
+    paid_elsewhere: str | None = None  # an invoice of it was paid, not by the source wallet
+    payable: _Attempt | None = None  # newest invoice still open on the recipient's wallet
+    dead: list[_Attempt] = field(default_factory=list)  # invoices LNbits shows as unpayable
+    unreadable: list[_Attempt] = field(default_factory=list)  # recipient side not readable
 
 
 class _Run:
@@ -264,18 +326,23 @@ class _Run:
         self.hook = hook or (lambda step, payout_id: None)
         self.log = log
         self.keys: dict[str, str] = {}
+        #: Open payouts this run must not pay (in flight, held until provably unpaid).
+        self.skip: set[str] = set()
 
     # ----------------------------------------------------------------- flow
     def run(self) -> None:
         report = self.report
         try:
             with self.engine.connect() as c:
+                self.keys = invoice_keys_by_wallet(c)
                 before = _open_payouts(c)
-            for payout in before:
-                self._reconcile(payout)
+                compensated = compensated_payouts(c, VOIDABLE_STATUSES)
+                failed = [p for p in _payouts(c, ("failed",)) if p.payout_id in compensated]
+            for payout in before + failed:
+                self._reconcile(payout, payout.payout_id in compensated)
             self._plan_and_claim()
             with self.engine.connect() as c:
-                due = _open_payouts(c)
+                due = [p for p in _open_payouts(c) if p.payout_id not in self.skip]
                 self.keys = invoice_keys_by_wallet(c)
             report.due_sats = sum(p.sats for p in due)
             if due:
@@ -308,20 +375,18 @@ class _Run:
         self.log.info("payout run %s: %s", report.run_id, report.summary())
 
     # ----------------------------------------------------------------- reconcile
-    def _reconcile(self, payout: _Payout) -> bool:
-        """Ask LNbits whether an unsettled payout was paid; record it if so."""
-        with self.engine.connect() as c:
-            attempts = _attempt_hashes(c, payout.payout_id)
-        for payment_hash, bolt11 in reversed(attempts):
-            status = self.lnbits.get_payment(payment_hash)
+    def _evidence(self, payout: _Payout, attempts: list[_Attempt]) -> _Evidence:
+        """Ask LNbits about every invoice of the payout, and by its id (never guess)."""
+        found = _Evidence()
+        for attempt in reversed(attempts):
+            status = self.lnbits.get_payment(attempt.payment_hash)
             if status.kind is PaymentKind.PAID and status.outgoing:
-                self._mark_paid(payout, status, bolt11, reconciled=True)
-                return True
-        paid_rows = [
-            row
-            for row in self.lnbits.find_payments_by_external_id(payout.payout_id)
-            if row.kind is PaymentKind.PAID and row.outgoing
-        ]
+                found.paid, found.paid_bolt11 = status, attempt.bolt11
+                return found
+            if status.kind is PaymentKind.PENDING and status.outgoing and found.pending is None:
+                found.pending = attempt
+        ours = [row for row in self.lnbits.find_payments_by_external_id(payout.payout_id)]
+        paid_rows = [row for row in ours if row.kind is PaymentKind.PAID and row.outgoing]
         if len(paid_rows) > 1:
             self._alert(
                 AlertKind.RECONCILIATION_MISMATCH,
@@ -332,9 +397,178 @@ class _Run:
             )
         if paid_rows:
             row = paid_rows[-1]
-            self._mark_paid(payout, row, row.bolt11 or payout.bolt11 or "", reconciled=True)
-            return True
-        return False
+            found.paid, found.paid_bolt11 = row, row.bolt11 or payout.bolt11 or ""
+            return found
+        if found.pending is None and any(
+            row.kind is PaymentKind.PENDING and row.outgoing for row in ours
+        ):
+            found.pending_unknown = True
+        if found.pending is not None or found.pending_unknown:
+            return found
+        # Not paid by us, nothing pending: can an invoice of it still be paid?
+        key = self.keys.get(payout.wallet_id)
+        for attempt in reversed(attempts):
+            if attempt.outcome in ("dead", "void"):
+                found.dead.append(attempt)  # LNbits said so before; a dead invoice stays dead
+                continue
+            if key is None:
+                found.unreadable.append(attempt)
+                continue
+            try:
+                invoice = self.lnbits.get_payment(attempt.payment_hash, key)
+            except LNbitsAuthError:
+                found.unreadable.append(attempt)
+                continue
+            if invoice.kind is PaymentKind.PAID and not invoice.outgoing:
+                found.paid_elsewhere = attempt.payment_hash
+            elif invoice.kind is PaymentKind.PENDING:
+                found.payable = found.payable or attempt
+            else:  # failed (expired, lost by a restart) or not on that wallet: never payable
+                found.dead.append(attempt)
+        return found
+
+    def _reconcile(self, payout: _Payout, compensated: bool) -> None:
+        """Settle what LNbits proves (paid, in flight, dead, void) before anything is paid."""
+        with self.engine.connect() as c:
+            attempts = _attempts(c, payout.payout_id)
+        found = self._evidence(payout, attempts)
+        if found.paid is not None:
+            self._mark_paid(payout, found.paid, found.paid_bolt11, reconciled=True)
+            return
+        if found.pending is not None or found.pending_unknown:
+            self.skip.add(payout.payout_id)
+            self.report.in_flight.append(payout.payout_id)
+            if found.pending is not None:
+                self._set_in_flight(payout, found.pending, "LNbits shows the payment pending")
+            self.log.warning(
+                "payout %s is in flight (LNbits: pending): asked again next run",
+                payout.payout_id,
+            )
+            return
+        if found.paid_elsewhere is not None:
+            self.skip.add(payout.payout_id)
+            if payout.status != "failed":
+                self._fail(payout, "invoice paid, but not by the source wallet")
+            return
+        newly_dead = [a for a in found.dead if a.outcome not in ("dead", "void")]
+        for attempt in newly_dead:
+            self._attempt_outcome(attempt.payment_hash, "dead", "LNbits: invoice not payable")
+        dead_hashes = {a.payment_hash for a in found.dead}
+        if compensated:
+            # Voidable once no invoice of it can still be paid by a request we sent: an invoice
+            # never sent is never paid (we pay only after marking it sent); a sent one must be
+            # dead on LNbits.
+            unproven = [
+                a
+                for a in attempts
+                if a.pay_sent_at is not None and a.payment_hash not in dead_hashes
+            ]
+            if not unproven:
+                self._void(payout)
+                return
+            self.skip.add(payout.payout_id)
+            self.report.held.append(payout.payout_id)
+            self.log.warning(
+                "payout %s: its lines were compensated, but its invoice may still be paid by "
+                "a request already sent; held (neither paid nor voided) until LNbits says the "
+                "invoice is dead (it expires after %s s)",
+                payout.payout_id,
+                self.options.invoice_expiry_s,
+            )
+            return
+        if payout.status == "failed":
+            return
+        current_dead = payout.payment_hash is not None and payout.payment_hash in dead_hashes
+        if found.payable is not None and (
+            payout.status == "planned" or found.payable.payment_hash != payout.payment_hash
+        ):
+            # An invoice that can still be paid is paid again, never replaced.
+            self._use_invoice(payout, found.payable, "invoiced")
+        elif current_dead and payout.status in ("invoiced", "in_flight"):
+            self._set_status(payout, "planned", "LNbits: the invoice is dead and unpaid")
+
+    def _set_in_flight(self, payout: _Payout, attempt: _Attempt, detail: str) -> None:
+        self._use_invoice(payout, attempt, "in_flight", detail)
+
+    def _use_invoice(
+        self, payout: _Payout, attempt: _Attempt, status: str, detail: str | None = None
+    ) -> None:
+        values: dict[str, object] = {
+            "status": status,
+            "bolt11": attempt.bolt11,
+            "payment_hash": attempt.payment_hash,
+        }
+        if detail is not None:
+            values["last_error"] = detail[:500]
+        with self.engine.begin() as c:
+            c.execute(
+                s.payouts.update()
+                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status != "paid")
+                .values(values)
+            )
+
+    def _set_status(self, payout: _Payout, status: str, detail: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                s.payouts.update()
+                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status != "paid")
+                .values(status=status, last_error=detail[:500])
+            )
+
+    def _void(self, payout: _Payout) -> None:
+        """Void a payout LNbits proved unpaid; its lines go back to be netted (one transaction)."""
+        now = _now()
+        with self.engine.begin() as c:
+            updated = c.execute(
+                s.payouts.update()
+                .where(
+                    s.payouts.c.payout_id == payout.payout_id,
+                    s.payouts.c.status == payout.status,
+                )
+                .values(
+                    status="void",
+                    settled_at=now,
+                    last_error="void: its lines were compensated; LNbits shows it unpaid",
+                )
+            )
+            if updated.rowcount != 1:
+                raise LeaseLost(f"payout {payout.payout_id} changed under us; stopping")
+            line_ids = list(
+                c.execute(
+                    sa.select(s.payout_lines.c.line_id).where(
+                        s.payout_lines.c.payout_id == payout.payout_id
+                    )
+                ).scalars()
+            )
+            if line_ids:
+                c.execute(
+                    s.payout_released_lines.insert(),
+                    [
+                        {"payout_id": payout.payout_id, "line_id": i, "released_at": now}
+                        for i in line_ids
+                    ],
+                )
+            c.execute(s.payout_lines.delete().where(s.payout_lines.c.payout_id == payout.payout_id))
+            c.execute(
+                s.payout_attempts.update()
+                .where(
+                    s.payout_attempts.c.payout_id == payout.payout_id,
+                    sa.or_(
+                        s.payout_attempts.c.outcome.is_(None),
+                        s.payout_attempts.c.outcome != "dead",
+                    ),
+                )
+                .values(outcome="void", outcome_detail="payout voided", outcome_at=now)
+            )
+        self.report.voided.append(payout.payout_id)
+        self.log.info(
+            "payout %s (%s sats to wallet %s) voided: its lines were compensated and LNbits "
+            "shows it unpaid; its %d lines are netted again",
+            payout.payout_id,
+            payout.sats,
+            payout.wallet_id,
+            len(line_ids),
+        )
 
     # ----------------------------------------------------------------- plan
     def _plan_and_claim(self) -> None:
@@ -346,13 +580,72 @@ class _Run:
                     sa.select(s.payouts.c.wallet_id).where(s.payouts.c.status.in_(OPEN_STATUSES))
                 )
             }
-            for planned in group_by_wallet(unpaid_lines(c)):
-                if planned.wallet_id in open_wallets:
-                    # One payout per wallet per run: these lines wait for the next run.
-                    self.report.deferred_wallets.append(planned.wallet_id)
-                    continue
+            plan = plan_payouts(unpaid_lines(c), open_wallets)
+            for planned in plan.payouts:
                 self._insert_payout(c, planned, now)
                 self.report.created.append(planned.payout_id)
+            # One payout per wallet per run: a deferred wallet's lines wait for the next run.
+            self.report.deferred_wallets.extend(plan.deferred)
+            new_debts = self._record_debts(c, plan, open_wallets, now)
+        for debt in plan.debts:
+            self.report.owed[debt.wallet_id] = -debt.sats
+        for debt in new_debts:
+            self._alert_debt(debt)
+
+    def _record_debts(
+        self, c: sa.Connection, plan: Plan, open_wallets: set[str], now: datetime
+    ) -> list[WalletNet]:
+        """Keep ``payout_wallet_debts`` equal to the negative nets; return the debts that are
+        new or changed amount (alerted once per distinct amount)."""
+        d = s.payout_wallet_debts.c
+        known = {row.wallet_id: row for row in c.execute(sa.select(s.payout_wallet_debts))}
+        debts = {debt.wallet_id: debt for debt in plan.debts}
+        changed: list[WalletNet] = []
+        for wallet_id, debt in debts.items():
+            row = known.get(wallet_id)
+            if row is not None and row.owed_sats == -debt.sats:
+                continue
+            values = {
+                "recipient_id": debt.recipient_id,
+                "owed_sats": -debt.sats,
+                "owed_fiat_cents": -debt.fiat_cents,
+                "alerted_at": now,
+            }
+            if row is None:
+                c.execute(
+                    s.payout_wallet_debts.insert().values(wallet_id=wallet_id, since=now, **values)
+                )
+            else:
+                c.execute(
+                    s.payout_wallet_debts.update().where(d.wallet_id == wallet_id).values(values)
+                )
+            changed.append(debt)
+        # A wallet that no longer nets below zero owes nothing (unless it was not netted now).
+        cleared = set(known) - set(debts) - open_wallets
+        if cleared:
+            c.execute(s.payout_wallet_debts.delete().where(d.wallet_id.in_(sorted(cleared))))
+            for wallet_id in sorted(cleared):
+                self.log.info("wallet %s owes nothing any more", wallet_id)
+        return changed
+
+    def _alert_debt(self, debt: WalletNet) -> None:
+        owed_sats, owed_fiat = -debt.sats, -debt.fiat_cents
+        fiat = f"{self.options.currency} {format_cents(owed_fiat)}"
+        self._alert(
+            AlertKind.PAYOUT_FAILED,
+            f"wallet {debt.wallet_id} owes {owed_sats:,} sats",
+            f"Wallet {debt.wallet_id} ({debt.recipient_id}) owes {owed_sats:,} sats ({fiat}): "
+            "its unpaid lines net below zero because it was paid for lines that were "
+            "compensated since (business-rules §4a). Nothing is paid to it until its next "
+            "lines cover the debt; they are netted against it.",
+            f"wallet_owes:{debt.wallet_id}:{owed_sats}",
+            {
+                "wallet_id": debt.wallet_id,
+                "recipient_id": debt.recipient_id,
+                "owed_sats": str(owed_sats),
+                "owed_fiat_cents": str(owed_fiat),
+            },
+        )
 
     def _insert_payout(self, c: sa.Connection, planned: PlannedPayout, now: datetime) -> None:
         c.execute(
@@ -401,28 +694,35 @@ class _Run:
     # ----------------------------------------------------------------- pay
     def _pay(self, payout: _Payout) -> None:
         key = self.keys.get(payout.wallet_id)
-        if key is None:
-            self._record_error(payout.payout_id, "no invoice key for this wallet in the ledger")
-            self._alert(
-                AlertKind.PAYOUT_FAILED,
-                f"payout {payout.payout_id}: wallet has no invoice key",
-                f"No client or commission recipient in the ledger has wallet "
-                f"{payout.wallet_id}; the payout stays pending until one does.",
-                f"no_invoice_key:{payout.wallet_id}",
-            )
-            return
-        bolt11 = payout.bolt11 if payout.status == "invoiced" else None
-        payment_hash = payout.payment_hash if payout.status == "invoiced" else None
+        has_invoice = payout.status in ("invoiced", "in_flight")
+        bolt11 = payout.bolt11 if has_invoice else None
+        payment_hash = payout.payment_hash if has_invoice else None
+        status = payout.status
         attempts = payout.attempts
         for _ in range(MAX_INVOICES_PER_RUN):
             self.lease.ensure_held()  # never pay without holding the lease
             if bolt11 is None or payment_hash is None:
+                if key is None:
+                    self._no_key(payout)
+                    return
                 made = self._new_invoice(payout, key, attempts)
                 if made is None:
                     return
                 bolt11, payment_hash = made
                 attempts += 1
-            outcome = self.lnbits.pay_invoice(bolt11, self._extra(payout), payout.payout_id)
+                status = "invoiced"
+            self.lnbits.source_wallet_id()  # read before marking in flight (it is cached)
+            first_send = self._mark_sent(payout, payment_hash)
+            self.hook("before_pay", payout.payout_id)
+            try:
+                outcome = self.lnbits.pay_invoice(bolt11, self._extra(payout), payout.payout_id)
+            except LNbitsPaymentUnknown as exc:
+                self._in_flight(payout, f"in flight: {exc}")
+                return
+            except (LNbitsUnavailable, LNbitsAuthError, LNbitsRequestError):
+                # LNbits refused, or never saw the request: nothing was sent that could pay.
+                self._unmark_sent(payout, payment_hash, status, first_send)
+                raise
             self.hook("after_pay", payout.payout_id)
             kind = outcome.kind
             if kind is PayOutcomeKind.PAID:
@@ -430,25 +730,98 @@ class _Run:
                     self._alert_amount_mismatch(payout, outcome.amount_msat)
                 self._mark_paid_by_this_run(payout, payment_hash, bolt11, outcome.amount_msat)
                 return
+            if kind is PayOutcomeKind.PENDING:
+                self._in_flight(payout, "in flight: LNbits answered pending")
+                return
             if kind in (PayOutcomeKind.ALREADY_PAID, PayOutcomeKind.INVOICE_DEAD):
                 # Either way, LNbits' own row on the source wallet decides.
                 row = self.lnbits.get_payment(payment_hash)
                 if row.kind is PaymentKind.PAID and row.outgoing:
                     self._mark_paid(payout, row, bolt11, reconciled=True)
                     return
+                if row.kind is PaymentKind.PENDING and row.outgoing:
+                    self._in_flight(payout, "in flight: LNbits shows the payment pending")
+                    return
                 if kind is PayOutcomeKind.ALREADY_PAID:
                     self._fail(payout, "invoice paid, but not by the source wallet")
                     return
+                # Dead and not paid by us: the one case a payout gets a fresh invoice.
                 self._attempt_outcome(payment_hash, "dead", outcome.detail)
-                bolt11 = payment_hash = None  # make a fresh invoice
+                self._set_status(payout, "planned", f"LNbits: invoice dead ({outcome.detail})")
+                bolt11 = payment_hash = None
                 continue
             if kind is PayOutcomeKind.INSUFFICIENT_BALANCE:
+                self._unmark_sent(payout, payment_hash, status, first_send)
                 self._alert_shortfall(self.report.due_sats, None)
                 raise _StopRun(RunStatus.UNDERFUNDED, "LNbits: insufficient balance")
             self._attempt_outcome(payment_hash, "failed", outcome.detail)
             self._fail(payout, f"LNbits refused the payment: {outcome.detail}")
             return
         self._fail(payout, f"LNbits lost {MAX_INVOICES_PER_RUN} invoices in a row")
+
+    def _no_key(self, payout: _Payout) -> None:
+        self._record_error(payout.payout_id, "no invoice key for this wallet in the ledger")
+        self._alert(
+            AlertKind.PAYOUT_FAILED,
+            f"payout {payout.payout_id}: wallet has no invoice key",
+            f"No client or commission recipient in the ledger has wallet "
+            f"{payout.wallet_id}; the payout stays pending until one does.",
+            f"no_invoice_key:{payout.wallet_id}",
+        )
+
+    def _mark_sent(self, payout: _Payout, payment_hash: str) -> bool:
+        """Before the pay request leaves: the payout is in flight, the invoice marked sent (one
+        transaction). Returns True if this is the invoice's first pay request."""
+        now = _now()
+        a = s.payout_attempts.c
+        with self.engine.begin() as c:
+            first = c.execute(
+                s.payout_attempts.update()
+                .where(a.payment_hash == payment_hash, a.pay_sent_at.is_(None))
+                .values(pay_sent_at=now)
+            ).rowcount
+            updated = c.execute(
+                s.payouts.update()
+                .where(
+                    s.payouts.c.payout_id == payout.payout_id,
+                    s.payouts.c.payment_hash == payment_hash,
+                    s.payouts.c.status.in_(("invoiced", "in_flight")),
+                )
+                .values(status="in_flight")
+            )
+            if updated.rowcount != 1:
+                raise LeaseLost(f"payout {payout.payout_id} changed under us; stopping")
+        return first == 1
+
+    def _unmark_sent(
+        self, payout: _Payout, payment_hash: str, status: str, first_send: bool
+    ) -> None:
+        """A definite "not paid" to the request just sent: back to where it was."""
+        with self.engine.begin() as c:
+            if first_send:
+                c.execute(
+                    s.payout_attempts.update()
+                    .where(s.payout_attempts.c.payment_hash == payment_hash)
+                    .values(pay_sent_at=None)
+                )
+            c.execute(
+                s.payouts.update()
+                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status == "in_flight")
+                .values(status=status)
+            )
+
+    def _in_flight(self, payout: _Payout, detail: str) -> None:
+        self._record_error(payout.payout_id, detail)
+        self.report.in_flight.append(payout.payout_id)
+        self.log.warning(
+            "payout %s (%s sats to wallet %s) is in flight: %s. It is asked about again by "
+            "payment hash before anything else is paid to that wallet, never re-invoiced "
+            "until LNbits says it is unpaid.",
+            payout.payout_id,
+            payout.sats,
+            payout.wallet_id,
+            detail,
+        )
 
     def _extra(self, payout: _Payout) -> dict[str, str]:
         return {"payout_id": payout.payout_id, "tag": "dca_payout", "run_id": self.report.run_id}
@@ -490,7 +863,7 @@ class _Run:
                 .where(
                     s.payouts.c.payout_id == payout.payout_id,
                     s.payouts.c.attempts == attempts,
-                    s.payouts.c.status.in_(OPEN_STATUSES),
+                    s.payouts.c.status == "planned",
                 )
                 .values(
                     status="invoiced",
@@ -598,6 +971,9 @@ class _Run:
 
 # --------------------------------------------------------------------------- dry run
 class _DryRun:
+    """The plan a real run would make now, assuming LNbits proves every compensated payout
+    unpaid (so it is voided and its lines netted); nothing is claimed, nothing is paid."""
+
     def __init__(
         self,
         engine: sa.Engine,
@@ -611,9 +987,20 @@ class _DryRun:
 
     def run(self, report: PayoutRunReport) -> PayoutRunReport:
         with self.engine.connect() as c:
-            existing = _open_payouts(c)
-            planned = group_by_wallet(unpaid_lines(c))
-        report.due_sats = sum(p.sats for p in existing) + sum(p.sats for p in planned)
+            compensated = compensated_payouts(c, VOIDABLE_STATUSES)
+            open_now = _open_payouts(c)
+            voided = sorted(
+                {p.payout_id for p in open_now if p.payout_id in compensated}
+                | {p.payout_id for p in _payouts(c, ("failed",)) if p.payout_id in compensated}
+            )
+            existing = [p for p in open_now if p.payout_id not in compensated]
+            plan = plan_payouts(
+                unpaid_lines(c) + claimed_lines(c, voided), {p.wallet_id for p in existing}
+            )
+        report.voided = voided
+        report.deferred_wallets = list(plan.deferred)
+        report.owed = {debt.wallet_id: -debt.sats for debt in plan.debts}
+        report.due_sats = sum(p.sats for p in existing) + sum(p.sats for p in plan.payouts)
         funded: bool | None
         try:
             report.balance_msat = self.lnbits.wallet_balance_msat()
@@ -645,7 +1032,7 @@ class _DryRun:
                 len(p.line_ids),
                 memo_for(p, self.options.currency),
             )
-            for p in planned
+            for p in plan.payouts
         ]
         for row in rows:
             row.update(funded=funded, created_at=now)
@@ -684,13 +1071,21 @@ class _DryRun:
 
 # --------------------------------------------------------------------------- operator actions
 def retry_failed_payout(engine: sa.Engine, payout_id: str) -> bool:
-    """Put a ``failed`` payout back to ``planned`` (after the operator fixed its cause, e.g. the
-    wallet's invoice key). The next run reconciles it with LNbits first, then pays it."""
+    """Re-queue a ``failed`` payout (after the operator fixed its cause, e.g. the wallet's
+    invoice key). It is never re-invoiced before LNbits says its invoice is unpaid: with a
+    stored invoice it goes back to ``invoiced``, and the next run first asks LNbits about every
+    invoice it had (by payment hash, payer and recipient side), records it paid if it was, pays
+    the same invoice if it is still open, and makes a new one only once LNbits says the old one
+    is dead and unpaid. Without a stored invoice it goes back to ``planned``."""
+    p = s.payouts.c
     with engine.begin() as c:
         updated = c.execute(
             s.payouts.update()
-            .where(s.payouts.c.payout_id == payout_id, s.payouts.c.status == "failed")
-            .values(status="planned")
+            .where(p.payout_id == payout_id, p.status == "failed")
+            .values(
+                status=sa.case((p.payment_hash.is_(None), "planned"), else_="invoiced"),
+                last_error=sa.func.coalesce(p.last_error, "") + " (retried by an operator)",
+            )
         )
     return updated.rowcount == 1
 
@@ -705,3 +1100,18 @@ def payout_counts(engine: sa.Engine) -> dict[str, tuple[int, int]]:
             )
         )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+
+def wallet_debts(engine: sa.Engine) -> list[tuple[str, str, int, int]]:
+    """(wallet_id, recipient_id, owed_sats, owed_fiat_cents) of every wallet whose unclaimed
+    lines net below zero, as of the last payout run."""
+    d = s.payout_wallet_debts.c
+    with engine.connect() as c:
+        rows = c.execute(
+            sa.select(d.wallet_id, d.recipient_id, d.owed_sats, d.owed_fiat_cents).order_by(
+                d.wallet_id
+            )
+        )
+        return [
+            (r.wallet_id, r.recipient_id, int(r.owed_sats), int(r.owed_fiat_cents)) for r in rows
+        ]

@@ -9,6 +9,10 @@ The period selects: payouts settled in it, unsettled payouts created in it, and 
 payment in it that carries a payout id (so a payment the ledger does not know is found too).
 Each selected payout is then looked up by id, not by time, so a payment a few milliseconds on
 the other side of the boundary from its ledger row cannot fake a mismatch.
+
+The ledger is checked against itself too: a paid payout's amount is the NET of the lines it
+claims (compensating lines included, business-rules §7), and a void payout claims no line (its
+lines went back to be netted) and has no payment on LNbits.
 """
 
 from __future__ import annotations
@@ -107,13 +111,43 @@ def reconcile_period(
                 )
             )
         }
+        line_sums = _claimed_sats(c, sorted(ledger_rows))
     for payout_id in sorted(selected_ids):
         report.payouts_checked += 1
-        _check_payout(report, lnbits, keys, payout_id, ledger_rows.get(payout_id))
+        ledger = ledger_rows.get(payout_id)
+        _check_payout(report, lnbits, keys, payout_id, ledger)
+        if ledger is not None:
+            _check_lines(report, ledger, line_sums.get(payout_id))
     for totals in report.wallets.values():
         if not totals.balanced:
             report.problems.append(f"wallet {totals.wallet_id}: totals differ {totals}")
     return report
+
+
+def _claimed_sats(c: sa.Connection, payout_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """payout id -> (lines it claims, their net sats)."""
+    claimed, line = s.payout_lines.c, s.allocation_lines.c
+    rows = c.execute(
+        sa.select(claimed.payout_id, sa.func.count(), sa.func.sum(line.sats))
+        .join(s.allocation_lines, line.line_id == claimed.line_id)
+        .where(claimed.payout_id.in_(payout_ids))
+        .group_by(claimed.payout_id)
+    )
+    return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+
+def _check_lines(
+    report: ReconciliationReport, ledger: sa.Row, claimed: tuple[int, int] | None
+) -> None:
+    where = f"{ledger.payout_id} (wallet {ledger.wallet_id}, {ledger.sats} sats)"
+    lines, net = claimed or (0, 0)
+    if ledger.status == "void":
+        if lines:
+            report.problems.append(f"{where}: void, but still claims {lines} line(s)")
+    elif net != ledger.sats:
+        report.problems.append(
+            f"{where}: '{ledger.status}', but its {lines} line(s) net to {net} sats"
+        )
 
 
 def _check_payout(
@@ -148,9 +182,13 @@ def _check_payout(
     where = f"{payout_id} (wallet {ledger.wallet_id}, {ledger.sats} sats)"
     if ledger.status != "paid":
         if sent or received:
+            consequence = (
+                "its lines were released to be netted again: paid twice if they were"
+                if ledger.status == "void"
+                else "the next payout run records it"
+            )
             report.problems.append(
-                f"{where}: paid on LNbits but '{ledger.status}' in the ledger "
-                "(the next payout run records it)"
+                f"{where}: paid on LNbits but '{ledger.status}' in the ledger ({consequence})"
             )
         return
     totals.ledger_paid_count += 1

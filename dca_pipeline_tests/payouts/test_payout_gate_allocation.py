@@ -16,6 +16,7 @@ from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_from_env
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline_tests.allocate.seeding import Scenario, seed_scenario
+from dca_pipeline_tests.payouts.seeding import Line, append_line
 
 pytestmark = [
     pytest.mark.dagster,
@@ -65,23 +66,12 @@ def test_range_run_passes_the_gate_and_a_tampered_ledger_blocks_the_payout_job(
     ok = payout_job.execute_in_process(instance=instance, resources=resources, run_config=dry)
     assert ok.success
 
-    with ledger.engine().begin() as c:
+    with ledger.engine().connect() as c:
         victim = c.execute(
             sa.select(s.allocation_lines).where(s.allocation_lines.c.kind == "flow").limit(1)
         ).one()
-        c.execute(
-            s.allocation_lines.insert().values(
-                source_id=victim.source_id,
-                line_no=999,
-                kind="flow",
-                recipient_id=victim.recipient_id,
-                wallet_id=victim.wallet_id,
-                business_day=victim.business_day,
-                fiat_cents=1,
-                sats=1,
-                created_at=victim.created_at,
-            )
-        )
+    line = Line("flow", victim.recipient_id, victim.wallet_id, 1, 1)
+    append_line(ledger.engine(), victim.source_id, 999, line, victim.business_day)
     assert not materialize(ledger, victim.business_day, instance=instance).success
     problems = blocking_check_problems(instance, money_check_keys())
     assert any("flow_allocations:ledger_reproduces: failed" in p for p in problems)
