@@ -3,7 +3,9 @@
 ``pause`` stops every payout run (ingestion and allocation go on) until ``resume``; the env
 ``DCA_PAYOUTS_PAUSED=true`` does the same without touching the ledger. ``retry`` puts a payout
 that failed permanently (e.g. a wrong invoice key, since fixed) back in the queue; the next run
-asks LNbits about it before paying anything.
+asks LNbits about every invoice it had (by payment hash) before paying anything, pays the same
+invoice while it is still open, and makes a new one only once LNbits says the old one is dead
+and unpaid. ``status`` also lists the wallets that owe (their lines net below zero).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def _engine(url: str | None):  # type: ignore[no-untyped-def]
 
 def _status(args: argparse.Namespace) -> int:
     from dca_pipeline.payouts.lease import current_holder
-    from dca_pipeline.payouts.procedure import is_paused, payout_counts
+    from dca_pipeline.payouts.procedure import is_paused, payout_counts, wallet_debts
 
     engine = _engine(args.ledger_url)
     paused, why = is_paused(engine)
@@ -32,6 +34,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"writer    {holder + ' until ' + expires.isoformat() if holder and expires else 'none'}")
     for status, (count, sats) in sorted(payout_counts(engine).items()):
         print(f"{status:<9} {count} payouts, {sats:,} sats")
+    for wallet_id, recipient_id, sats, fiat_cents in wallet_debts(engine):
+        print(f"owes      {wallet_id} ({recipient_id}): {sats:,} sats, {fiat_cents} cents")
     return 0
 
 
@@ -57,7 +61,10 @@ def _retry(args: argparse.Namespace) -> int:
     from dca_pipeline.payouts.procedure import retry_failed_payout
 
     if retry_failed_payout(_engine(args.ledger_url), args.payout_id):
-        print(f"{args.payout_id}: queued again; the next payout run pays it once")
+        print(
+            f"{args.payout_id}: queued again; the next payout run asks LNbits about it first, "
+            "then pays it once"
+        )
         return 0
     print(f"{args.payout_id}: no failed payout with this id", file=sys.stderr)
     return 1

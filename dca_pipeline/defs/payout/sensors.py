@@ -6,8 +6,9 @@ A materialization counts once its run has finished (its blocking checks have the
 evaluated, and the job's gate reads them). One run request per tick, whatever the number of
 new materializations: a payout run pays everything unpaid. Its run key is derived from the
 newest storage id, so a tick evaluated twice requests the same key and Dagster launches it
-once. With nothing new, pending work (unpaid payouts, e.g. after a funding shortfall) is retried
-at most every ``DCA_PAYOUT_RETRY_MINUTES`` (default 15). The sensor starts STOPPED.
+once. With nothing new, pending work (unpaid payouts, e.g. after a funding shortfall, and
+payouts in flight, asked about again by payment hash) is retried at most every
+``DCA_PAYOUT_RETRY_MINUTES`` (default 15). The sensor starts STOPPED.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class PayoutSensorCursor:
 
 
 def pending_payout_work(engine: sa.Engine) -> bool:
-    """Unsettled payouts, or unclaimed lines that add up to something payable."""
+    """Unsettled payouts (in flight included), or unclaimed lines that net to something
+    payable."""
     with engine.connect() as c:
         open_payout = c.execute(
             sa.select(s.payouts.c.payout_id).where(s.payouts.c.status.in_(OPEN_STATUSES)).limit(1)
