@@ -1,9 +1,12 @@
 """Read-only PostgreSQL access to the Lamassu database (psycopg2 ``copy_expert``).
 
-The export runs inside a ``READ ONLY`` transaction with a statement timeout and is rolled
-back afterwards, so even a role that could write cannot change anything through this source.
-The bytes are exactly those of ``COPY (SELECT <explicit columns> ...) TO STDOUT WITH (FORMAT
-csv, HEADER)`` with ``TimeZone=UTC`` (see :mod:`dca_pipeline.sources.queries`).
+A fetch reads all its tables inside ONE ``REPEATABLE READ, READ ONLY`` transaction (one
+snapshot: a cash-out and its ``dispense`` action committed together arrive together or not at
+all, business rules §2), with a statement timeout, rolled back afterwards, so even a role that
+could write cannot change anything through this source. The fingerprint query of the live
+sensor runs the same way. The bytes are exactly those of ``COPY (SELECT <explicit columns>
+...) TO STDOUT WITH (FORMAT csv, HEADER)`` with ``TimeZone=UTC`` (see
+:mod:`dca_pipeline.sources.queries`).
 
 Operator setup on the Lamassu server (as the ``postgres`` superuser, in the ``lamassu``
 database) for a SELECT-only role::
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import ClassVar
 
 import dagster as dg
@@ -52,6 +55,61 @@ _AUTH_FAILURE_MARKERS = (
 )
 
 
+BEGIN_SNAPSHOT_SQL = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+@contextmanager
+def read_only_snapshot(
+    connection: psycopg2.extensions.connection,
+    *,
+    statement_timeout_ms: int | None = None,
+) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor inside ONE ``REPEATABLE READ, READ ONLY`` transaction; always rolled back.
+
+    Every statement run on the cursor sees the same snapshot (taken by the first statement
+    after ``BEGIN``), so several tables read through it agree with each other. The session
+    settings of :data:`SESSION_SETTINGS_SQL` and the statement timeout (``set_config(...,
+    true)``: this transaction only) apply to every statement in it.
+    """
+    # BEGIN/ROLLBACK are ours, not psycopg2's; switching to autocommit refuses a connection
+    # that is inside a psycopg2 transaction, whose earlier statements would own the snapshot.
+    was_autocommit = connection.autocommit
+    connection.autocommit = True
+    cursor = connection.cursor()
+    try:
+        try:
+            cursor.execute(BEGIN_SNAPSHOT_SQL)
+            for setting in SESSION_SETTINGS_SQL:
+                cursor.execute(setting)
+            if statement_timeout_ms is not None:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (f"{int(statement_timeout_ms)}ms",),
+                )
+            yield cursor
+        except BaseException:
+            if not connection.closed:
+                # If the connection broke, the server ends the transaction by itself.
+                with suppress(psycopg2.Error):
+                    cursor.execute("ROLLBACK")
+            raise
+        else:
+            cursor.execute("ROLLBACK")
+    finally:
+        cursor.close()
+        if not connection.closed:
+            connection.autocommit = was_autocommit
+
+
+def copy_table(
+    cursor: psycopg2.extensions.cursor, table: LamassuTable, window: FetchWindow
+) -> bytes:
+    """The COPY export of one table, on a cursor of :func:`read_only_snapshot`."""
+    buffer = io.BytesIO()
+    cursor.copy_expert(export_sql(LamassuTable(table), window), buffer)
+    return buffer.getvalue()
+
+
 def copy_export(
     connection: psycopg2.extensions.connection,
     table: LamassuTable,
@@ -59,26 +117,14 @@ def copy_export(
     *,
     statement_timeout_ms: int | None = None,
 ) -> bytes:
-    """Run the export of one table on an open connection; always rolls back.
+    """Run the export of one table on an open connection, in its own read-only snapshot.
 
-    Shared by :class:`PostgresLamassuSource` and the fixture exporter, so a folder written by
+    The same statements as :meth:`PostgresLamassuSource.fetch_many` (:func:`read_only_snapshot`
+    and :func:`copy_table`), used by the fixture exporter, so a folder written by
     ``export_folder`` holds exactly what the sources return.
     """
-    connection.autocommit = False
-    buffer = io.BytesIO()
-    try:
-        with connection.cursor() as cursor:
-            # First statement of the transaction psycopg2 opens, as SET TRANSACTION requires.
-            cursor.execute("SET TRANSACTION READ ONLY")
-            for setting in SESSION_SETTINGS_SQL:
-                cursor.execute(setting)
-            if statement_timeout_ms is not None:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
-                               (f"{int(statement_timeout_ms)}ms",))
-            cursor.copy_expert(export_sql(table, window), buffer)
-    finally:
-        connection.rollback()
-    return buffer.getvalue()
+    with read_only_snapshot(connection, statement_timeout_ms=statement_timeout_ms) as cursor:
+        return copy_table(cursor, table, window)
 
 
 def _describe_pg_error(error: psycopg2.Error) -> str:
@@ -153,17 +199,21 @@ class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
     def fetch_many(
         self, tables: Iterable[LamassuTable], window: FetchWindow
     ) -> dict[LamassuTable, bytes]:
-        """Every table over one connection, each export complete or a :class:`SourceError`."""
+        """Every table over one connection and from ONE read-only REPEATABLE READ snapshot,
+        each export complete or a :class:`SourceError`."""
         tables = [LamassuTable(t) for t in tables]
         connection = self._connect()
         try:
             out = {}
-            for table in tables:
-                with self._translated_errors(f"the {table} export"):
-                    out[table] = copy_export(
-                        connection, table, window,
-                        statement_timeout_ms=self.statement_timeout_s * 1000,
-                    )  # fmt: skip
+            with (
+                self._translated_errors("the Lamassu export transaction"),
+                read_only_snapshot(
+                    connection, statement_timeout_ms=self.statement_timeout_s * 1000
+                ) as cursor,
+            ):
+                for table in tables:
+                    with self._translated_errors(f"the {table} export"):
+                        out[table] = copy_table(cursor, table, window)
             return out
         finally:
             connection.close()
@@ -173,20 +223,18 @@ class PostgresLamassuSource(SecretMaskingMixin, dg.ConfigurableResource):
         return self.fetch_many([table], window)[table]
 
     def fingerprint(self, window: FetchWindow) -> str:
-        """``count:md5`` per table of the window's rows, computed by the server (one row)."""
+        """``count:md5`` per table of the window's rows, computed by the server (one row),
+        from one read-only REPEATABLE READ snapshot with the statement timeout."""
         connection = self._connect()
         try:
-            with self._translated_errors("the fingerprint query"):
-                connection.autocommit = False
-                try:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET TRANSACTION READ ONLY")
-                        for setting in SESSION_SETTINGS_SQL:
-                            cursor.execute(setting)
-                        cursor.execute(fingerprint_sql(window))
-                        (value,) = cursor.fetchone()
-                finally:
-                    connection.rollback()
+            with (
+                self._translated_errors("the fingerprint query"),
+                read_only_snapshot(
+                    connection, statement_timeout_ms=self.statement_timeout_s * 1000
+                ) as cursor,
+            ):
+                cursor.execute(fingerprint_sql(window))
+                (value,) = cursor.fetchone()
             return str(value)
         finally:
             connection.close()
