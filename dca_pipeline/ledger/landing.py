@@ -324,7 +324,8 @@ class _Quarantined:
 def upsert_quarantine(
     connection: sa.Connection, rows: Iterable[_Quarantined], *, now: datetime
 ) -> int:
-    """Insert each (table, id, row hash) once; seeing it again only moves ``last_seen_at``."""
+    """Insert each (table, id, row hash) once; seeing it again moves ``last_seen_at`` and
+    re-opens it if it was resolved (the same bad row is back: a duplicate that recurs)."""
     rows = list(rows)
     if not rows:
         return 0
@@ -361,7 +362,7 @@ def upsert_quarantine(
                 quarantine.c.source_id == sa.bindparam("i"),
                 quarantine.c.row_sha256 == sa.bindparam("h"),
             )
-            .values(last_seen_at=now, reason=sa.bindparam("r")),
+            .values(last_seen_at=now, reason=sa.bindparam("r"), resolved_at=None),
             [{"t": k[0], "i": k[1], "h": k[2], "r": keyed[k].reason} for k in seen],
         )
     return len(keyed)

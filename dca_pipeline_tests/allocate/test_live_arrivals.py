@@ -6,8 +6,8 @@ Lamassu data arrives (rows of the bundled sample week, 2025-06), and both ledger
 PostgreSQL, the ``ledger`` fixture). Each test asserts the §4a outcome on the ledger, that every
 blocking money check passed, and the WARN report checks where they matter. The fetch window of
 a run over day D is [D − 48 h, D + 1) local, so a row that reaches the export late is fetched
-by any run up to two days after its own day. One more test (xfail, strict) pins a known ingest
-bug: a duplicate pair that recurs after it was resolved is not quarantined again.
+by any run up to two days after its own day. One more test: a duplicate pair that recurs
+after it was resolved is quarantined again, and revokes the re-allocation.
 """
 
 from __future__ import annotations
@@ -389,13 +389,6 @@ def test_a_landed_id_arriving_twice_is_revoked_and_allocated_again_when_clean(
     _gate_open(pipeline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest bug: dca_pipeline/ledger/landing.py upsert_quarantine only moves last_seen_at "
-    "of a quarantine row seen before and never clears its resolved_at, so the same duplicate "
-    "pair recurring after it was resolved stays resolved: the cash-out stays eligible and its "
-    "re-allocation is not revoked (business-rules §8, §4a Revoked)",
-)
 def test_the_same_duplicate_recurring_after_it_was_resolved_revokes_again(
     pipeline: Pipeline, ledger
 ) -> None:  # type: ignore[no-untyped-def]
