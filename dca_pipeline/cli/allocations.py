@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 EXIT_FAILED = 1
@@ -133,19 +133,6 @@ def _settings() -> tuple[Any, int, date]:
     return settings.rules(), settings.settle_minutes, start
 
 
-def _landed_now(engine: Any, rules: Any, start: date, first: date, now: datetime,
-                settle: int) -> datetime:
-    """``now`` bounded like the Dagster run (``only_landed``): nothing after the contiguous
-    landed fetch windows is due. Raises AllocationRefused for days never fetched."""
-    from dca_pipeline.ledger import allocations as al
-
-    with engine.connect() as c:
-        bound = al._landed_bound(c, rules, start, first, None)
-    # allocate_range takes min(now - settle, bound) as its cutoff; plan_preview takes
-    # now - settle: the same cutoff.
-    return now if bound is None else min(now, bound + timedelta(minutes=settle))
-
-
 def _event_json(event: Any) -> dict[str, Any]:
     fiat, principal, commission = event.totals()
     return {
@@ -173,27 +160,20 @@ def _plan(args: argparse.Namespace) -> int:
     engine = _engine(args.ledger_url)
     now = datetime.now(UTC)
     try:
-        bounded = _landed_now(engine, rules, start, args.first, now, settle)
+        # The run itself, without the writing: the same landed bound, replay and plan.
+        outcome = al.allocate_range(
+            engine, rules, args.first, args.last, now=now, settle_minutes=settle,
+            start_day=start, only_landed=True, dry_run=True,
+        )
     except al.AllocationRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    with engine.connect() as c:
-        inputs = al.load_inputs(c)
-        nothing_yet = al.effective_start(c, start) is None
-    # The run replays the stored events of its days first: a difference writes nothing.
-    _, diffs = al.replay_range(engine, inputs, args.first, args.last)
-    if diffs:
+    if outcome.mismatches:
         print(f"refused: replaying {args.first}…{args.last} does not reproduce the ledger "
-              f"({len(diffs)} difference(s), first: {diffs[0]}); the run would write nothing "
-              "and open a mismatch", file=sys.stderr)
+              f"({len(outcome.mismatches)} difference(s), first: {outcome.mismatches[0]}); "
+              "the run would write nothing and open a mismatch", file=sys.stderr)
         return EXIT_REFUSED
-    if nothing_yet:
-        # No allocation and no eligible cash-out from the start day: the run appends nothing
-        # (plan_preview would still plan skipped fixed runs here).
-        plan = RunPlan()
-    else:
-        plan = al.plan_preview(engine, rules, args.first, args.last, now=bounded,
-                               settle_minutes=settle, start_day=start)
+    plan = outcome.plan or RunPlan()
     if plan.refusal:
         print(f"refused: {plan.refusal}", file=sys.stderr)
         return EXIT_REFUSED

@@ -27,6 +27,7 @@ from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.domain.sequence import (
     CLIENT_KINDS,
     Report,
+    RunPlan,
     changed_fields,
     fixed_source_id,
     plan_run,
@@ -71,6 +72,8 @@ class RangeOutcome:
     #: Replay differences, in words; when any, nothing was written.
     mismatches: list[str] = field(default_factory=list)
     start_day: date | None = None
+    #: What the run appended (or, for a dry run, would append).
+    plan: RunPlan | None = None
 
     @property
     def issues(self) -> list[Issue]:
@@ -166,6 +169,7 @@ def allocate_range(
     start_day: date | None = None,
     landed_through: datetime | None = None,
     only_landed: bool = False,
+    dry_run: bool = False,
 ) -> RangeOutcome:
     """Replay, then extend the sequence with everything due up to the end of ``last_day``.
 
@@ -175,6 +179,8 @@ def allocate_range(
     the recorded fetch windows (``lamassu_fetches``; a ledger without any, seeded another way,
     has no bound). Raises :class:`AllocationRefused` (nothing written) when an earlier day than
     ``first_day`` has due in-order events, or when the run's days were never fetched.
+    ``dry_run``: everything but the writing (§4a "Dry run"): the outcome's ``plan`` is what the
+    run would append now.
     """
     if first_day > last_day:
         raise ValueError(f"empty range {first_day}..{last_day}")
@@ -190,13 +196,16 @@ def allocate_range(
         cutoff = min(cutoff, landed_through)
     outcome.events_verified, outcome.mismatches = replay_range(engine, inputs, first_day, last_day)
     if outcome.mismatches:
-        _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
+        if not dry_run:
+            _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
         return outcome
     with engine.connect() as c:
         start = effective_start(c, start_day)
         outcome.start_day = start
         if start is None or start > last_day:
-            _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
+            outcome.plan = RunPlan()
+            if not dry_run:
+                _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
             return outcome
         end = store.sequence_end(c, (start, last_day))
         live, landed_live = store.differing_live_allocations(c)
@@ -223,6 +232,9 @@ def allocate_range(
         raise AllocationRefused(plan.refusal)
     outcome.pending = plan.pending
     outcome.reports = plan.reports
+    outcome.plan = plan
+    if dry_run:
+        return outcome
     outcome.lines_written = store.append_events(
         engine, plan.events, rules, inputs, expected_last_seq=end.last_seq, now=now,
         run_id=run_id,
@@ -315,27 +327,18 @@ def record_reports(
 def plan_preview(
     engine: sa.Engine, rules: BusinessRules, first_day: date, last_day: date, *,
     now: datetime, settle_minutes: int, start_day: date | None = None,
-) -> Any:
-    """What :func:`allocate_range` would append now, computed and returned, nothing written."""
-    cutoff = now - timedelta(minutes=settle_minutes)
-    with engine.connect() as c:
-        inputs = load_inputs(c)
-        start = effective_start(c, start_day) or first_day
-        end = store.sequence_end(c, (start, last_day))
-        live, landed_live = store.differing_live_allocations(c)
-        landed = store.unallocated_eligible(c, start) | landed_live
-        end = store.SequenceEnd(end.last_seq, end.last_key, end.last_as_of,
-                                store.allocation_counts(c, landed), end.fixed_days)
-        runs = [rules.fixed_run_at(d) for d in days_between(start, last_day)
-                if d not in end.fixed_days and rules.fixed_run_at(d) <= cutoff]
-        history = store.rate_history(c, min(runs), max(runs)) if runs else []
-        book = store.new_book(inputs, store.client_allocated(c))
-    return plan_run(
-        end=end, live=live, landed=landed, book=book,
-        commission=CommissionTimeline(inputs.commission_versions), rules=rules,
-        rate_history=history, first_day=first_day, last_day=last_day, start_day=start,
-        cutoff=cutoff,
+    only_landed: bool = False,
+) -> RunPlan:
+    """What :func:`allocate_range` would append now, nothing written (§4a "Dry run").
+
+    Raises :class:`AllocationRefused` as the run would; an empty plan when the replay differs
+    (the run would write nothing) or allocation has not begun.
+    """
+    outcome = allocate_range(
+        engine, rules, first_day, last_day, now=now, settle_minutes=settle_minutes,
+        start_day=start_day, only_landed=only_landed, dry_run=True,
     )
+    return outcome.plan or RunPlan()
 
 
 # --------------------------------------------------------------------------- live

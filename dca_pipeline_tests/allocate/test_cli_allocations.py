@@ -185,8 +185,6 @@ def test_plan_with_nothing_to_allocate_yet_is_empty(engine, capsys) -> None:  # 
     assert _run(engine, date(2025, 3, 1), date(2025, 3, 2)).events_written == 0
 
 
-@pytest.mark.xfail(strict=True, reason="plan_preview plans skipped fixed runs when nothing is "
-                   "allocatable yet; allocate_range appends nothing (see the report)")
 def test_plan_preview_equals_the_run_when_nothing_is_allocatable_yet(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as c:
         add_client(c, "F", mode="fixed", daily_limit_cents=5_000)

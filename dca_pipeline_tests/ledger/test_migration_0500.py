@@ -11,11 +11,10 @@ The old events are computed by the one engine on a scratch ledger (the old alloc
 same engine in order; in order, the two write the same lines) and written with the old
 columns and the old ``inputs_json`` (no ``as_of``, with ``validated_at``).
 
-Found here and NOT fixed (the migrations are not this test's to change): on SQLite the upgrade
-from today's heads fails (``SQLITE_BUGS``; the minimal ``test_sqlite_*`` tests below show each
-cause alone). The SQLite cases are strict xfails until the migrations are fixed; the same tests
-pass on SQLite when the migration runs with ``PRAGMA foreign_keys=OFF`` and
-``PRAGMA legacy_alter_table=ON`` on its connection (SQLite's documented table-rebuild procedure).
+On SQLite the batch rebuilds of tables that other rows and 0100's triggers reference need
+SQLite's documented table-rebuild procedure (foreign keys off, legacy renames, then
+``PRAGMA foreign_key_check``): ``migrations/env.py`` does it; the ``test_sqlite_*`` tests below
+are the minimal cases that failed before it did.
 """
 
 from __future__ import annotations
@@ -196,18 +195,10 @@ def scratch(tmp_path: Path) -> sa.Engine:
 
 
 #: Found by these tests, not fixed here (see the module's docstring).
-SQLITE_BUGS = (
-    "SQLite: 0500's batch rebuild of allocation_lines fails at the RENAME because 0100's "
-    "trigger clients_wallet_immutable names allocation_lines; and 0410/0500's batch rebuilds of "
-    "tables other rows reference (payouts, allocation_events) fail with FOREIGN KEY constraint "
-    "failed: PRAGMA defer_foreign_keys does not cover DROP TABLE's implicit delete"
-)
 
 
 @pytest.fixture
 def old_engine(ledger_url: str, request: pytest.FixtureRequest) -> sa.Engine:
-    if ledger_url.startswith("sqlite"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_BUGS))
     engine = _old_ledger(ledger_url)
     yield engine
     engine.dispose()  # PostgreSQL drops the database at teardown
@@ -431,28 +422,25 @@ def _one_event_and_line(c: sa.Connection) -> None:
     ))
 
 
-@pytest.mark.xfail(strict=True, raises=sa.exc.OperationalError, reason=SQLITE_BUGS)
-def test_sqlite_0500_fails_on_an_empty_ledger_that_has_0100(tmp_path: Path) -> None:
+def test_sqlite_0500_upgrades_an_empty_ledger_that_has_0100(tmp_path: Path) -> None:
     engine = _sqlite_ledger(tmp_path, "0100", "0300")  # no data at all
     try:
-        migrate(engine, "0500")  # error in trigger clients_wallet_immutable: no such table
+        migrate(engine, "0500")  # a trigger of 0100 names allocation_lines (legacy rename)
     finally:
         engine.dispose()
 
 
-@pytest.mark.xfail(strict=True, raises=sa.exc.IntegrityError, reason=SQLITE_BUGS)
-def test_sqlite_0500_fails_when_lines_reference_the_events(tmp_path: Path) -> None:
+def test_sqlite_0500_upgrades_when_lines_reference_the_events(tmp_path: Path) -> None:
     engine = _sqlite_ledger(tmp_path, "0300")  # without 0100's trigger: only the FK cause
     try:
         with engine.begin() as c:
             _one_event_and_line(c)
-        migrate(engine, "0500")  # DROP TABLE allocation_events: FOREIGN KEY constraint failed
+        migrate(engine, "0500")  # lines reference the rebuilt events (foreign keys off, checked)
     finally:
         engine.dispose()
 
 
-@pytest.mark.xfail(strict=True, raises=sa.exc.IntegrityError, reason=SQLITE_BUGS)
-def test_sqlite_0410_fails_when_payout_lines_reference_a_payout(tmp_path: Path) -> None:
+def test_sqlite_0410_upgrades_when_payout_lines_reference_a_payout(tmp_path: Path) -> None:
     engine = _sqlite_ledger(tmp_path, "0400")
     try:
         with engine.begin() as c:
@@ -463,6 +451,6 @@ def test_sqlite_0410_fails_when_payout_lines_reference_a_payout(tmp_path: Path) 
                 "100, 'm', 'planned', '2025-04-01 15:02:00.000000')"
             ))
             c.execute(sa.text("INSERT INTO payout_lines (line_id, payout_id) VALUES (1, 'po1')"))
-        migrate(engine, "0410")  # DROP TABLE payouts: FOREIGN KEY constraint failed
+        migrate(engine, "0410")  # payout_lines reference the rebuilt payouts
     finally:
         engine.dispose()

@@ -170,11 +170,7 @@ def _triggers(table: str, create: bool) -> None:
 
 
 def upgrade() -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        # The batch copy drops and renames allocation_events, which allocation_lines references;
-        # deferred, the foreign keys are checked at commit, when the table is back.
-        op.execute("PRAGMA defer_foreign_keys = ON")
+    # (SQLite: env.py runs the batch copies with foreign keys off and checks them after.)
     for name in OLD_VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     for table in ("allocation_events", "allocation_lines"):
