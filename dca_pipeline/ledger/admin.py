@@ -2,8 +2,10 @@
 
 Every public function
 
-- takes the ledger as its first argument (a :class:`LedgerResource`, an ``Engine``, a
-  ``Connection`` — joined through a savepoint — or a ledger URL) and keyword-only arguments;
+- takes the ledger as its first argument (an ``Engine``, a ``Connection`` — joined through a
+  savepoint —, a ledger URL or a :class:`~dca_pipeline.ledger.resource.LedgerResource`; URLs
+  and resources are opened with :func:`~dca_pipeline.ledger.database.open_ledger`) and
+  keyword-only arguments;
 - validates everything first and writes in ONE transaction, so on any error NOTHING changes;
 - raises an :class:`AdminError` subclass whose message is one line and never holds a secret
   (invoice keys are never echoed, and database error texts, which can quote whole rows, are
@@ -23,31 +25,27 @@ fixed allocation line.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import sqlalchemy as sa
 
-from dca_pipeline.domain.commission import (
-    TOTAL_BASIS_POINTS,
-    CommissionConfigError,
-    CommissionRecipient,
-    validate_recipients,
-)
+from dca_pipeline.config import ConfigError, config
 from dca_pipeline.domain.money import MoneyParseError, format_cents, parse_cents
-from dca_pipeline.domain.rules import DEFAULT_MAX_DAILY_CENTS
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.database import open_ledger
+
+if TYPE_CHECKING:
+    from dca_pipeline.ledger.resource import LedgerResource
 
 Mode = Literal["flow", "fixed"]
 Status = Literal["active", "paused"]
-LedgerLike = LedgerResource | sa.Engine | sa.Connection | str
+LedgerLike: TypeAlias = "LedgerResource | sa.Engine | sa.Connection | str"
 
 #: Client, deposit, recipient and wallet ids: printable, no spaces, safe in tables and memos.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
@@ -208,17 +206,18 @@ def parse_gtq(text: str, *, allow_negative: bool = False, what: str = "amount") 
 
 def system_max_daily_cents() -> int:
     """The system maximum daily limit: ``DCA_MAX_DAILY_GTQ`` (default 2000.00 GTQ)."""
-    text = os.environ.get("DCA_MAX_DAILY_GTQ", "").strip()
-    if not text:
-        return DEFAULT_MAX_DAILY_CENTS
     try:
-        return parse_gtq(text, what="DCA_MAX_DAILY_GTQ")
-    except InvalidRequest as exc:
+        return config().max_daily_cents
+    except ConfigError as exc:
         raise InvalidRequest(f"bad setting: {exc}") from None
 
 
 def system_currency() -> str:
-    return os.environ.get("DCA_CURRENCY", "").strip() or "GTQ"
+    """``DCA_CURRENCY`` (default GTQ)."""
+    try:
+        return config().currency
+    except ConfigError as exc:
+        raise InvalidRequest(f"bad setting: {exc}") from None
 
 
 def _utc_now() -> datetime:
@@ -282,11 +281,10 @@ def _limit_ok(cents: int, max_daily_cents: int | None) -> int:
 
 
 def _engine(ledger: LedgerResource | sa.Engine | str) -> sa.Engine:
+    """An engine as given; a URL or a resource's URL through :func:`open_ledger`."""
     if isinstance(ledger, sa.Engine):
         return ledger
-    if isinstance(ledger, str):
-        return LedgerResource(url=ledger).engine()
-    return ledger.engine()
+    return open_ledger(ledger if isinstance(ledger, str) else ledger.url)
 
 
 #: Messages of the guard triggers (migrations 0001, 0100): fixed texts, never row data.
@@ -960,6 +958,13 @@ def set_commission(
     wallets = [r.wallet_id for r in recipients]
     if len(set(wallets)) != len(wallets):
         raise InvalidRequest("two recipients share a wallet; merge them into one")
+    # Imported here: the domain's commission module loads numpy, which no other command needs.
+    from dca_pipeline.domain.commission import (
+        CommissionConfigError,
+        CommissionRecipient,
+        validate_recipients,
+    )
+
     try:  # the domain's rule (one implementation): unique ids, 1..10000 each, Σ = 10000
         validate_recipients(
             tuple(
@@ -1203,7 +1208,6 @@ def to_jsonable(value: Any) -> Any:
 
 
 __all__ = [
-    "TOTAL_BASIS_POINTS",
     "AdminError",
     "AlreadyExists",
     "Balance",

@@ -1,27 +1,39 @@
-"""Connecting to the ledger and bringing its schema up to date.
+"""Opening the ledger and bringing its schema up to date (plain SQLAlchemy, no Dagster).
 
-The URL is a SQLAlchemy URL: ``sqlite:///path/ledger.sqlite`` (the embedded default) or
+:func:`open_ledger` is the one way to open it: the URL is the argument, else ``DCA_LEDGER_URL``
+(:mod:`dca_pipeline.config`), else the embedded SQLite default; one engine (connection pool)
+per URL per process, migrated to the heads once per engine per process. The URL is a
+SQLAlchemy URL: ``sqlite:///path/ledger.sqlite`` (the embedded default) or
 ``postgresql+psycopg2://user:pw@host/db`` (production). The same Alembic migrations build both.
+
+The Dagster resource is :class:`dca_pipeline.ledger.resource.LedgerResource` (it delegates to
+:func:`open_ledger`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from pydantic import Field
 
-from dca_pipeline.sources.base import SecretMaskingMixin
+from dca_pipeline.config import DEFAULT_LEDGER_URL, config
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["DEFAULT_LEDGER_URL", "MIGRATIONS_DIR", "ledger_engine", "migrate", "open_ledger"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-DEFAULT_LEDGER_URL = "sqlite:///.dca/ledger.sqlite"
+
+
+def open_ledger(url: str | None = None) -> sa.Engine:
+    """The ledger's engine, its schema at the heads (migrated at most once per process)."""
+    engine = ledger_engine((url or "").strip() or config().resolved_ledger_url())
+    _migrated_once(engine)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +48,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 @cache
 def ledger_engine(url: str) -> sa.Engine:
-    """One engine (connection pool) per URL per process."""
+    """The one engine per URL per process, as it is: NOT migrated (:func:`open_ledger` is).
+    For migration tests and for ``dispose()``."""
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() == "sqlite":
         database = sa_url.database
@@ -52,39 +65,56 @@ def ledger_engine(url: str) -> sa.Engine:
 
 
 def alembic_config(engine: sa.Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["engine"] = engine
-    return config
+    from alembic.config import Config
+
+    alembic = Config()
+    alembic.set_main_option("script_location", str(MIGRATIONS_DIR))
+    alembic.attributes["engine"] = engine
+    return alembic
 
 
 def migrate(engine: sa.Engine, revision: str = "heads") -> None:
     """Upgrade the ledger schema to ``revision`` (idempotent)."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
-class LedgerResource(SecretMaskingMixin, dg.ConfigurableResource):
-    """The ledger database. Set ``url`` from ``EnvVar("DCA_LEDGER_URL")`` in production."""
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(.+)$", re.M)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
-    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"url"})
 
-    url: str = Field(
-        default=DEFAULT_LEDGER_URL,
-        description="SQLAlchemy URL of the ledger (may hold a password: use an EnvVar).",
-    )
+@cache
+def migration_heads() -> frozenset[str]:
+    """The head revisions of ``migrations/versions``, read from the files' ``revision`` and
+    ``down_revision`` lines (importing Alembic costs more than a whole admin command)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for key, value in _ASSIGNMENT.findall(path.read_text()):
+            (revisions if key == "revision" else parents).update(_QUOTED.findall(value))
+    return frozenset(revisions - parents)
 
-    def engine(self) -> sa.Engine:
-        engine = ledger_engine(self.url)
-        _migrated_once(engine)
-        return engine
 
-    @contextmanager
-    def begin(self) -> Iterator[sa.Connection]:
-        """One transaction: committed on success, rolled back on any exception."""
-        with self.engine().begin() as connection:
-            yield connection
+def _stored_revisions(engine: sa.Engine) -> frozenset[str] | None:
+    try:
+        with engine.connect() as c:
+            rows: Any = c.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        return None  # a new ledger (or one that cannot be reached: migrate says which)
+    return frozenset(row[0] for row in rows)
 
 
 @cache
 def _migrated_once(engine: sa.Engine) -> None:
-    migrate(engine)
+    if _stored_revisions(engine) != migration_heads():
+        migrate(engine)
+
+
+def __getattr__(name: str) -> Any:
+    # Old import path of the Dagster resource, resolved only when asked for (no Dagster here).
+    if name == "LedgerResource":
+        from dca_pipeline.ledger.resource import LedgerResource
+
+        return LedgerResource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ from dca_pipeline.defs.allocate.checks import (
 from dca_pipeline.defs.settings import BusinessSettings, business_days
 from dca_pipeline.domain.money import format_cents
 from dca_pipeline.ledger import allocations as al
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 
 VALIDATED = dg.AssetKey("validated_cash_outs")
 PREVIEW_ROWS = 10

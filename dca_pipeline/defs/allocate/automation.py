@@ -28,7 +28,7 @@ import dagster as dg
 from dca_pipeline.defs.allocate.checks import ALLOCATION_ASSET_KEYS
 from dca_pipeline.defs.settings import BusinessSettings, business_days
 from dca_pipeline.ledger import allocations as al
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 
 LIVE_TAG = "dca/allocation"
 #: Every 30 s like the other live sensors: a tick is two small queries.

@@ -38,7 +38,7 @@ from dca_pipeline.lamassu.models import ValidatedCashOut
 from dca_pipeline.lamassu.validation import validate_cash_outs
 from dca_pipeline.lamassu.vectorized import TextColumn, utc_timestamp
 from dca_pipeline.ledger import landing
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 from dca_pipeline.sources import FetchWindow, LamassuTable, fetch_tables
 
 RAW_KEYS: dict[LamassuTable, dg.AssetKey] = {
