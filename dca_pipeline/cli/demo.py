@@ -166,9 +166,9 @@ def payout_rows(ledger_url: str, dry_run: bool) -> list[tuple[str, str, int, str
     import sqlalchemy as sa
 
     from dca_pipeline.ledger import schema
-    from dca_pipeline.ledger.database import ledger_engine
+    from dca_pipeline.ledger.database import open_ledger
 
-    with ledger_engine(ledger_url).connect() as c:
+    with open_ledger(ledger_url).connect() as c:
         if dry_run:
             d = schema.payout_dry_runs.c
             latest = c.execute(
@@ -196,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     env = demo_environment(workdir)
     # The Dagster definitions read their settings when first imported: set them first.
     os.environ.update(env)
+    from dca_pipeline.config import config
+
+    ledger_url = config().resolved_ledger_url()  # a bad inherited DCA_* value stops here
 
     from dca_pipeline.demo import seed, servers, wallets
 
@@ -226,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(env)
 
     try:
-        counts = seed.seed_ledger(env["DCA_LEDGER_URL"], party_wallets)
+        counts = seed.seed_ledger(ledger_url, party_wallets)
         say(
-            f"Ledger {env['DCA_LEDGER_URL']}: {counts['clients']} clients, "
+            f"Ledger {ledger_url}: {counts['clients']} clients, "
             f"{counts['deposits']} confirmed + {counts['pending_deposits']} pending deposits, "
             f"{counts['recipients']} commission recipients"
         )
@@ -244,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
 def run_once(env: dict[str, str], lnbits: Any | None, dry_run: bool) -> int:
     import dagster as dg
 
+    from dca_pipeline.config import config
     from dca_pipeline.definitions import defs
     from dca_pipeline.demo.runner import run_pipeline
     from dca_pipeline.demo.seed import SAMPLE_FIRST_DAY, SAMPLE_LAST_DAY
@@ -254,7 +258,7 @@ def run_once(env: dict[str, str], lnbits: Any | None, dry_run: bool) -> int:
         outcomes = run_pipeline(
             defs(), instance, first_day=SAMPLE_FIRST_DAY, last_day=SAMPLE_LAST_DAY
         )
-    print_summary(outcomes, env["DCA_LEDGER_URL"], lnbits, dry_run)
+    print_summary(outcomes, config().resolved_ledger_url(), lnbits, dry_run)
     failed_runs = [o.stage for o in outcomes if not o.success and not o.skipped_reason]
     skipped = [o.stage for o in outcomes if o.skipped_reason]
     failed_checks = [c for o in outcomes for c in o.failed_checks]

@@ -1,4 +1,5 @@
-"""Resources shared by every stage, configured from the environment (secrets via ``EnvVar``).
+"""Resources shared by every stage, configured from :func:`dca_pipeline.config.config`
+(secrets via ``EnvVar``).
 
 Stage-specific resources (the Lamassu source, LNbits, alerts) are defined beside their stage in
 ``defs/<stage>/resources.py``; this module holds the ones every stage uses.
@@ -6,18 +7,18 @@ Stage-specific resources (the Lamassu source, LNbits, alerts) are defined beside
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from dca_pipeline.config import DEFAULT_LEDGER_URL, Config, config
 from dca_pipeline.defs.settings import settings_from_env
-from dca_pipeline.ledger.database import DEFAULT_LEDGER_URL, LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 
 
-def ledger_from_env() -> LedgerResource:
+def ledger_from_env(settings: Config | None = None) -> LedgerResource:
     """``DCA_LEDGER_URL`` (may hold a password, so only its name reaches the UI), else SQLite."""
-    if os.environ.get("DCA_LEDGER_URL", "").strip():
-        return LedgerResource(url=dg.EnvVar("DCA_LEDGER_URL"))
+    url = (settings or config()).ledger_url
+    if url:
+        return LedgerResource(url=dg.EnvVar(url.name))
     return LedgerResource(url=DEFAULT_LEDGER_URL)
 
 

@@ -1,29 +1,32 @@
 """Business settings as a Dagster resource, and the one daily partitioning of the pipeline.
 
-Non-secret settings come from ``DCA_*`` environment variables with the contract's defaults, read
-once when the code location loads (the partition calendar must be known then). They show in the
-UI as resource configuration, which is what an operator wants to see.
+Non-secret settings come from :func:`dca_pipeline.config.config` (the ``DCA_*`` variables with
+the contract's defaults), read once when the code location loads (the partition calendar must
+be known then). They show in the UI as resource configuration, which is what an operator wants
+to see.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import time
 
 import dagster as dg
 
+from dca_pipeline.config import Config, config
 from dca_pipeline.domain.money import parse_cents
 from dca_pipeline.domain.rules import BusinessRules
 
-DEFAULT_START_DATE = "2025-01-01"
+DEFAULT_START_DATE = Config().start_date.isoformat()
 
 
-def env(name: str, default: str) -> str:
+def env(name: str, default: str) -> str:  # TEMPORARY: cli/allocations.py still calls it
+    import os
+
     return os.environ.get(name, "").strip() or default
 
 
 class BusinessSettings(dg.ConfigurableResource):
-    """business-rules §2/§5 settings; see README "Configuration" for the env variables."""
+    """business-rules §2/§5 settings; docs/configuration.md has the variables."""
 
     timezone: str = "America/Guatemala"
     currency: str = "GTQ"
@@ -46,22 +49,24 @@ class BusinessSettings(dg.ConfigurableResource):
         )
 
 
-def settings_from_env() -> BusinessSettings:
+def settings_from_env(settings: Config | None = None) -> BusinessSettings:
+    """The resource of ``settings`` (default: :func:`config`)."""
+    settings = settings or config()
     return BusinessSettings(
-        timezone=env("DCA_TIMEZONE", "America/Guatemala"),
-        currency=env("DCA_CURRENCY", "GTQ"),
-        confirmed_only=env("DCA_CONFIRMED_ONLY", "false").lower() in ("1", "true", "yes"),
-        fixed_run_time=env("DCA_FIXED_RUN_TIME", "09:00"),
-        max_daily_gtq=env("DCA_MAX_DAILY_GTQ", "2000.00"),
-        overlap_hours=int(env("DCA_OVERLAP_HOURS", "48")),
-        settle_minutes=int(env("DCA_SETTLE_MINUTES", "15")),
+        timezone=settings.timezone,
+        currency=settings.currency,
+        confirmed_only=settings.confirmed_only,
+        fixed_run_time=settings.fixed_run_time_text,
+        max_daily_gtq=settings.max_daily_gtq,
+        overlap_hours=settings.overlap_hours,
+        settle_minutes=settings.settle_minutes,
     )
 
 
 #: Daily partitions are business days in the configured zone (§2). end_offset=1 makes the
 #: current, still-running business day a partition, so live operation can materialize it.
 business_days = dg.DailyPartitionsDefinition(
-    start_date=env("DCA_START_DATE", DEFAULT_START_DATE),
-    timezone=env("DCA_TIMEZONE", "America/Guatemala"),
+    start_date=config().start_date.isoformat(),
+    timezone=config().timezone,
     end_offset=1,
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dca_pipeline.defs.settings import settings_from_env
+from dca_pipeline.config import config
 from dca_pipeline.ledger import admin
 from dca_pipeline.simulate import load_clients, load_commission, load_deposits
 
@@ -78,7 +78,7 @@ def seed_ledger(ledger_url: str, wallets: Mapping[str, DemoWallet]) -> dict[str,
 
     Returns counts for the summary. Pending deposits of the sample are entered as pending.
     """
-    rules = settings_from_env().rules()
+    rules = config().rules()
     clients_csv = SAMPLE_DIR / "clients.csv"
     changes = load_clients(clients_csv, rules)
     for change in changes:

@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-import dagster as dg
 import httpx
-from pydantic import Field
 
 MSAT_PER_SAT = 1000
 # LNbits accepts 640 characters, but a bolt11 description field holds at most 1023 5-bit
@@ -564,48 +561,10 @@ def _classify_refusal(status: int, detail: str) -> PayOutcome:
     return PayOutcome(kind=kind, detail=detail, http_status=status)
 
 
-# --------------------------------------------------------------------------- resource
-class LNbitsResource(dg.ConfigurableResource):
-    """The LNbits server and the payout source wallet.
+def __getattr__(name: str) -> Any:
+    # The Dagster resource lives in payouts/resource.py; resolved only when asked for here.
+    if name == "LNbitsResource":
+        from dca_pipeline.payouts.resource import LNbitsResource
 
-    Dagster shows resource configuration in its UI: set both keys with
-    ``dg.EnvVar("DCA_LNBITS_SOURCE_ADMIN_KEY")`` / ``dg.EnvVar("DCA_LNBITS_SOURCE_INVOICE_KEY")``
-    so only the variable's name is shown; the fields are also hidden from ``repr``.
-    """
-
-    base_url: str = Field(description="LNbits base URL, e.g. https://lnbits.example.com")
-    source_admin_key: str = Field(
-        repr=False, description="Source wallet admin key (spends). Secret: use an EnvVar."
-    )
-    source_invoice_key: str = Field(
-        repr=False, description="Source wallet invoice key (reads). Secret: use an EnvVar."
-    )
-    timeout_s: float = Field(  # float-ok: seconds
-        default=10.0, gt=0, description="Per-request timeout in seconds."
-    )
-    max_attempts: int = Field(
-        default=4, ge=1, description="Attempts per request for connection errors, 429 and 5xx."
-    )
-    backoff_s: float = Field(  # float-ok: seconds
-        default=0.5, ge=0, description="First retry delay in seconds; doubles per attempt."
-    )
-
-    def build_client(self, transport: httpx.BaseTransport | None = None) -> LNbitsClient:
-        return LNbitsClient(
-            self.base_url,
-            self.source_admin_key,
-            self.source_invoice_key,
-            timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            backoff_s=self.backoff_s,
-            transport=transport,
-        )
-
-    @contextmanager
-    def client(self) -> Iterator[LNbitsClient]:
-        """One keep-alive client for a whole payout run; closed on exit."""
-        lnbits = self.build_client()
-        try:
-            yield lnbits
-        finally:
-            lnbits.close()
+        return LNbitsResource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from dca_pipeline.alerts import Alert, AlertDispatcher, AlertKind
+from dca_pipeline.config import Config, config
 from dca_pipeline.domain.money import format_cents
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.payouts.lease import DEFAULT_LEASE_SECONDS, LeaseLost, PayoutLease
@@ -73,7 +73,7 @@ from dca_pipeline.payouts.plan import (
 
 _LOGGER = logging.getLogger(__name__)
 
-PAUSE_ENV = "DCA_PAYOUTS_PAUSED"
+PAUSE_ENV = Config.variable("payouts_paused")
 CONTROL_NAME = "payouts"
 #: Not settled: asked about at the start of every run; the wallet gets no second payout.
 OPEN_STATUSES = ("planned", "invoiced", "in_flight")
@@ -184,7 +184,8 @@ def _now() -> datetime:
 
 # --------------------------------------------------------------------------- pause switch
 def paused_by_env() -> bool:
-    return os.environ.get(PAUSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """``DCA_PAYOUTS_PAUSED`` (:mod:`dca_pipeline.config`)."""
+    return config().payouts_paused
 
 
 def pause_state(engine: sa.Engine) -> tuple[bool, str | None]:

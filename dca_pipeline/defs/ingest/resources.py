@@ -1,7 +1,7 @@
 """The ``lamassu`` resource: where Lamassu rows come from, chosen by the environment.
 
-Environment variables (read when the code location loads; secrets only by name, through
-``dg.EnvVar``, so their values never reach the UI, logs or metadata):
+Environment variables (:mod:`dca_pipeline.config`, read when the code location loads; secrets
+only by name, through ``dg.EnvVar``, so their values never reach the UI, logs or metadata):
 
 ``DCA_LAMASSU_SOURCE``
     ``folder`` (default), ``ssh`` or ``postgres``.
@@ -31,47 +31,37 @@ Environment variables (read when the code location loads; secrets only by name, 
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from dca_pipeline.defs.settings import env
+from dca_pipeline.config import DEFAULT_LAMASSU_FOLDER, LAMASSU_SOURCES, Config, config
 from dca_pipeline.sources import FolderLamassuSource, PostgresLamassuSource, SshLamassuSource
 
-DEFAULT_FOLDER = "data/sample/lamassu"
-SOURCE_KINDS = ("folder", "ssh", "postgres")
+DEFAULT_FOLDER = DEFAULT_LAMASSU_FOLDER
+SOURCE_KINDS = LAMASSU_SOURCES
 
 
-def _optional(name: str) -> str | None:
-    return os.environ.get(name, "").strip() or None
-
-
-def lamassu_from_env() -> dg.ConfigurableResource:
+def lamassu_from_env(settings: Config | None = None) -> dg.ConfigurableResource:
     """The configured Lamassu source (see the module docstring for the variables)."""
-    kind = env("DCA_LAMASSU_SOURCE", "folder").lower()
+    settings = settings or config()
+    kind = settings.lamassu_source
     if kind == "folder":
-        return FolderLamassuSource(directory=env("DCA_LAMASSU_FOLDER", DEFAULT_FOLDER))
+        return FolderLamassuSource(directory=settings.lamassu_folder)
     if kind == "ssh":
-        port = _optional("DCA_LAMASSU_DB_PORT")
+        passphrase = settings.lamassu_ssh_private_key_passphrase
         return SshLamassuSource(
-            host=env("DCA_LAMASSU_SSH_HOST", ""),
-            port=int(env("DCA_LAMASSU_SSH_PORT", "22")),
-            username=env("DCA_LAMASSU_SSH_USER", ""),
-            private_key=dg.EnvVar("DCA_LAMASSU_SSH_PRIVATE_KEY"),
-            private_key_passphrase=(
-                dg.EnvVar("DCA_LAMASSU_SSH_PRIVATE_KEY_PASSPHRASE")
-                if _optional("DCA_LAMASSU_SSH_PRIVATE_KEY_PASSPHRASE")
-                else None
-            ),
-            known_host_key=env("DCA_LAMASSU_SSH_KNOWN_HOST", ""),
-            database=env("DCA_LAMASSU_DB_NAME", "lamassu"),
-            db_user=_optional("DCA_LAMASSU_DB_USER"),
-            db_host=_optional("DCA_LAMASSU_DB_HOST"),
-            db_port=int(port) if port else None,
+            host=settings.lamassu_ssh_host,
+            port=settings.lamassu_ssh_port,
+            username=settings.lamassu_ssh_user,
+            private_key=dg.EnvVar(settings.lamassu_ssh_private_key.name),
+            private_key_passphrase=dg.EnvVar(passphrase.name) if passphrase else None,
+            known_host_key=settings.lamassu_ssh_known_host,
+            database=settings.lamassu_db_name,
+            db_user=settings.lamassu_db_user,
+            db_host=settings.lamassu_db_host,
+            db_port=settings.lamassu_db_port,
         )
-    if kind == "postgres":
-        return PostgresLamassuSource(dsn=dg.EnvVar("DCA_LAMASSU_PG_DSN"))
-    raise ValueError(f"DCA_LAMASSU_SOURCE must be one of {', '.join(SOURCE_KINDS)}, not {kind!r}")
+    # config() accepts only LAMASSU_SOURCES
+    return PostgresLamassuSource(dsn=dg.EnvVar(settings.lamassu_pg_dsn.name))
 
 
 defs = dg.Definitions(resources={"lamassu": lamassu_from_env()})

@@ -15,7 +15,7 @@ blocking checks passed, in the same run). That saves one sensor hop and one run 
 way to a payout; the run carries the allocation sensor's tags, so that sensor waits for it.
 A long catch-up range (allocation stalled for days) is left to the allocation sensor.
 
-Environment variables:
+Environment variables (:mod:`dca_pipeline.config`):
 
 ``DCA_INGEST_INTERVAL_SECONDS``
     seconds between ticks (default 30).
@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import sqlalchemy as sa
 
+from dca_pipeline.config import config
 from dca_pipeline.defs.allocate.assets import allocations
 from dca_pipeline.defs.allocate.automation import (
     allocation_in_flight,
@@ -45,13 +46,13 @@ from dca_pipeline.defs.ingest.assets import (
     lamassu_raw,
     validated_cash_outs,
 )
-from dca_pipeline.defs.settings import BusinessSettings, business_days, env
+from dca_pipeline.defs.settings import BusinessSettings, business_days
 from dca_pipeline.ledger import allocations as al
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 from dca_pipeline.sources import FetchWindow, SourceError
 
-INTERVAL_SECONDS = int(env("DCA_INGEST_INTERVAL_SECONDS", "30"))
-REFRESH_MINUTES = int(env("DCA_INGEST_REFRESH_MINUTES", "15"))
+INTERVAL_SECONDS = config().ingest_interval_seconds
+REFRESH_MINUTES = config().ingest_refresh_minutes
 INGEST_KEYS = [*RAW_KEYS.values(), VALIDATED_KEY]
 TRIGGER_TAG = {"dca/trigger": "lamassu_live_ingest"}
 

@@ -4,22 +4,22 @@ Runs carry the tag ``dca/payout`` (limited to one at a time in ``dagster.yaml``)
 lease inside the procedure also stops a second writer started any other way.
 """
 
-import os
 from collections.abc import Callable, Sequence
 
 import dagster as dg
 from pydantic import Field
 
 from dca_pipeline.alerts import Alert, AlertKind
+from dca_pipeline.config import Config, config
 from dca_pipeline.defs.payout.gate import blocking_check_problems, money_check_keys
 from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_configured
 from dca_pipeline.defs.settings import BusinessSettings
-from dca_pipeline.ledger.database import LedgerResource
-from dca_pipeline.payouts import LNbitsResource
+from dca_pipeline.ledger.resource import LedgerResource
+from dca_pipeline.payouts.resource import LNbitsResource
 from dca_pipeline.payouts.procedure import PayoutOptions, RunStatus, run_payouts
 
 PAYOUT_TAG = "dca/payout"
-DRY_RUN_ENV = "DCA_PAYOUTS_DRY_RUN"
+DRY_RUN_ENV = Config.variable("payouts_dry_run")
 #: Statuses after which the run is shown as failed (an operator has something to do).
 FAILED_STATUSES = frozenset(
     {
@@ -40,10 +40,6 @@ class PayoutConfig(dg.Config):
     )
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def build_payout_job(check_keys: CheckKeys = money_check_keys, name: str = "payout_job"):  # type: ignore[no-untyped-def]
     """The payout job, refusing to pay while any of ``check_keys`` is not green."""
 
@@ -57,7 +53,7 @@ def build_payout_job(check_keys: CheckKeys = money_check_keys, name: str = "payo
         settings: BusinessSettings,
     ) -> dg.Output[None]:
         dispatcher = alerts.dispatcher(context.log)
-        dry_run = config.dry_run if config.dry_run is not None else _env_true(DRY_RUN_ENV)
+        dry_run = config.dry_run if config.dry_run is not None else config().payouts_dry_run
         keys = list(check_keys() if callable(check_keys) else check_keys)
         if not keys:
             context.log.warning("no money checks are known yet: the payout gate checks nothing")

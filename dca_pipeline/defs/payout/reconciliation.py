@@ -14,8 +14,8 @@ from dca_pipeline.alerts import Alert, AlertKind
 from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_configured
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.database import LedgerResource
-from dca_pipeline.payouts import LNbitsResource
+from dca_pipeline.ledger.resource import LedgerResource
+from dca_pipeline.payouts.resource import LNbitsResource
 from dca_pipeline.payouts.reconciliation import ReconciliationReport, reconcile_period
 
 CHECK_NAME = "ledger_matches_lnbits"

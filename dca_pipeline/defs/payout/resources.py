@@ -2,18 +2,19 @@
 
 Secrets (the source wallet keys, the webhook URL, the Nostr secret key) are bound as
 ``dg.EnvVar`` so the UI shows the variable's name, never the value. Alert channels are optional:
-each one is bound only when its variables are set (read when the code location loads).
+each one is bound only when its variables are set (:mod:`dca_pipeline.config`, read when the
+code location loads).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import dagster as dg
 
 from dca_pipeline.alerts import AlertDispatcher, NostrDmAlerts, WebhookAlerts
-from dca_pipeline.payouts import LNbitsResource
+from dca_pipeline.config import Config, config
+from dca_pipeline.payouts.resource import LNbitsResource
 
 #: Bound when DCA_LNBITS_URL is unset, so the code location still loads (and a dry run can
 #: still plan); a real payout run refuses to start with it.
@@ -32,30 +33,27 @@ class AlertsResource(dg.ConfigurableResource):
         return AlertDispatcher({"webhook": self.webhook, "nostr": self.nostr}, logger=logger)
 
 
-def _csv_env(name: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
-
-
-def alerts_from_env() -> AlertsResource:
+def alerts_from_env(settings: Config | None = None) -> AlertsResource:
     """DCA_ALERT_WEBHOOK_URL; DCA_ALERT_NOSTR_SECRET_KEY + DCA_ALERT_NOSTR_RELAYS +
     DCA_ALERT_NOSTR_RECIPIENTS (comma-separated relay URLs / operator npubs)."""
+    settings = settings or config()
     webhook = None
-    if os.environ.get("DCA_ALERT_WEBHOOK_URL", "").strip():
-        webhook = WebhookAlerts(url=dg.EnvVar("DCA_ALERT_WEBHOOK_URL"))
+    if settings.alert_webhook_url:
+        webhook = WebhookAlerts(url=dg.EnvVar(settings.alert_webhook_url.name))
     nostr = None
-    relays, recipients = _csv_env("DCA_ALERT_NOSTR_RELAYS"), _csv_env("DCA_ALERT_NOSTR_RECIPIENTS")
-    if os.environ.get("DCA_ALERT_NOSTR_SECRET_KEY", "").strip() and relays and recipients:
+    if settings.nostr_alerts_on:
         nostr = NostrDmAlerts(
-            relay_urls=relays,
-            sender_secret_key=dg.EnvVar("DCA_ALERT_NOSTR_SECRET_KEY"),
-            recipient_pubkeys=recipients,
+            relay_urls=list(settings.alert_nostr_relays),
+            sender_secret_key=dg.EnvVar(settings.alert_nostr_secret_key.name),
+            recipient_pubkeys=list(settings.alert_nostr_recipients),
         )
     return AlertsResource(webhook=webhook, nostr=nostr)
 
 
-def lnbits_from_env() -> LNbitsResource:
+def lnbits_from_env(settings: Config | None = None) -> LNbitsResource:
     """DCA_LNBITS_URL + DCA_LNBITS_SOURCE_ADMIN_KEY + DCA_LNBITS_SOURCE_INVOICE_KEY."""
-    if not os.environ.get("DCA_LNBITS_URL", "").strip():
+    settings = settings or config()
+    if not settings.lnbits_url:
         return LNbitsResource(
             base_url=LNBITS_NOT_CONFIGURED_URL,
             source_admin_key="not-configured",
@@ -63,9 +61,9 @@ def lnbits_from_env() -> LNbitsResource:
             max_attempts=1,
         )
     return LNbitsResource(
-        base_url=dg.EnvVar("DCA_LNBITS_URL"),
-        source_admin_key=dg.EnvVar("DCA_LNBITS_SOURCE_ADMIN_KEY"),
-        source_invoice_key=dg.EnvVar("DCA_LNBITS_SOURCE_INVOICE_KEY"),
+        base_url=dg.EnvVar(settings.lnbits_url.name),
+        source_admin_key=dg.EnvVar(settings.lnbits_source_admin_key.name),
+        source_invoice_key=dg.EnvVar(settings.lnbits_source_invoice_key.name),
     )
 
 

@@ -14,7 +14,6 @@ payouts in flight, asked about again by payment hash) is retried at most every
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 import sqlalchemy as sa
 
+from dca_pipeline.config import config
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 from dca_pipeline.payouts.plan import group_by_wallet, unpaid_lines
 from dca_pipeline.payouts.procedure import OPEN_STATUSES
 
@@ -62,7 +62,7 @@ def pending_payout_work(engine: sa.Engine) -> bool:
 
 
 def _retry_minutes() -> int:
-    return max(1, int(os.environ.get("DCA_PAYOUT_RETRY_MINUTES", "").strip() or "15"))
+    return max(1, config().payout_retry_minutes)
 
 
 def build_payout_sensor(
