@@ -2,7 +2,9 @@
 
 Each module in ``SUBCOMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
 subcommands and sets ``func`` (returning the exit status) on their parsers. Modules are imported
-lazily so that `dca-pipeline simulate` does not pay for importing Dagster.
+lazily, and each imports what a command needs when it runs, so that `simulate` and the admin
+commands (`status`, `clients`, `deposits`, `commission`, `payouts`, `allocations issues`) import
+neither Dagster nor pandas. A bad ``DCA_*`` setting is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from dca_pipeline.config import ConfigError
+
+EXIT_BAD_SETTING = 2
 
 SUBCOMMAND_MODULES = (
     "dca_pipeline.cli.simulate",
@@ -41,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # names the variable; never a secret's value
+        print(f"dca-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
 
 
 if __name__ == "__main__":  # pragma: no cover

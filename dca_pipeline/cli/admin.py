@@ -1,9 +1,10 @@
 """`dca-pipeline clients|deposits|commission|status`: the admin CLI over ``ledger/admin.py``.
 
 Every command works on the ledger named by ``--ledger-url`` (else ``DCA_LEDGER_URL``, else the
-embedded SQLite default). Output is a human-readable table, or JSON with ``--json``. Any
-invalid command prints ONE line on stderr, exits with status 2 and changes nothing (the API
-validates first and writes in one transaction); an unreachable ledger exits with status 1.
+embedded SQLite default), opened with :func:`dca_pipeline.ledger.database.open_ledger`. Output
+is a human-readable table, or JSON with ``--json``. Any invalid command (or a bad ``DCA_*``
+setting) prints ONE line on stderr, exits with status 2 and changes nothing (the API validates
+first and writes in one transaction); an unreachable ledger exits with status 1.
 
 Invoice keys are secrets: they are read from an environment variable the user names
 (``--invoice-key-env VAR``) or from stdin (``--invoice-key-stdin``), never from argv, and are
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from dca_pipeline.ledger.database import LedgerResource
+    import sqlalchemy as sa
 
 EXIT_REFUSED = 2
 EXIT_UNAVAILABLE = 1
@@ -287,16 +288,20 @@ class Output:
     text: str
 
 
-Handler = Callable[["LedgerResource", argparse.Namespace], Output]
+Handler = Callable[["sa.Engine", argparse.Namespace], Output]
 
 
 def _runner(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from dca_pipeline.config import ConfigError
         from dca_pipeline.ledger.admin import AdminError, LedgerUnavailable
 
         name = " ".join(x for x in ("dca-pipeline", args.command, args.action) if x)
         try:
             ledger = _open_ledger(args.ledger_url)
+        except ConfigError as exc:  # one line naming the variable, never a secret's value
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
         except Exception as exc:  # noqa: BLE001 - any failure to open is reported in one line
             # Never the URL itself: it may carry a password.
             print(f"{name}: error: cannot open the ledger ({type(exc).__name__})", file=sys.stderr)
@@ -336,13 +341,11 @@ class _InputError(Exception):
     """A CLI-level input problem (missing env var, bad stdin); one line, no secrets."""
 
 
-def _open_ledger(url: str | None) -> LedgerResource:
-    from dca_pipeline.ledger.database import DEFAULT_LEDGER_URL, LedgerResource
+def _open_ledger(url: str | None) -> sa.Engine:
+    """Connect and migrate now, so failures are reported as "cannot open"."""
+    from dca_pipeline.ledger.database import open_ledger
 
-    url = url or os.environ.get("DCA_LEDGER_URL", "").strip() or DEFAULT_LEDGER_URL
-    ledger = LedgerResource(url=url)
-    ledger.engine()  # connect and migrate now, so failures are reported as "cannot open"
-    return ledger
+    return open_ledger(url)
 
 
 def _read_key(args: argparse.Namespace) -> str:
@@ -441,7 +444,7 @@ def _settings_text(settings: Any) -> tuple[str, str, str]:
 
 
 # --------------------------------------------------------------------------- handlers
-def _clients_add(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_add(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     key = _read_key(args)
@@ -468,7 +471,7 @@ def _clients_add(ledger: LedgerResource, args: argparse.Namespace) -> Output:
     )
 
 
-def _clients_list(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_list(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     clients = admin.list_clients(ledger, at=args.at)
@@ -510,7 +513,7 @@ def _clients_list(ledger: LedgerResource, args: argparse.Namespace) -> Output:
     return Output([_client_json(c, balances[c.client_id]) for c in clients], text)
 
 
-def _clients_show(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_show(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     client = admin.get_client(ledger, client_id=args.client_id)
@@ -566,7 +569,7 @@ def _settings_output(client_id: str, verb: str, row: Any) -> Output:
     )
 
 
-def _clients_pause(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_pause(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     row = admin.pause_client(
@@ -575,7 +578,7 @@ def _clients_pause(ledger: LedgerResource, args: argparse.Namespace) -> Output:
     return _settings_output(args.client_id, "paused", row)
 
 
-def _clients_resume(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_resume(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     row = admin.resume_client(
@@ -584,7 +587,7 @@ def _clients_resume(ledger: LedgerResource, args: argparse.Namespace) -> Output:
     return _settings_output(args.client_id, "resumed", row)
 
 
-def _clients_set_mode(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_set_mode(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     row = admin.set_mode(
@@ -598,7 +601,7 @@ def _clients_set_mode(ledger: LedgerResource, args: argparse.Namespace) -> Outpu
     return _settings_output(args.client_id, f"set to {args.mode} mode", row)
 
 
-def _clients_set_limit(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_set_limit(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     row = admin.set_limit(
@@ -611,7 +614,7 @@ def _clients_set_limit(ledger: LedgerResource, args: argparse.Namespace) -> Outp
     return _settings_output(args.client_id, "has a new limit", row)
 
 
-def _clients_set_wallet(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _clients_set_wallet(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     key = _read_key(args)
@@ -664,7 +667,7 @@ def _deposit_output(verb: str, deposit: Any) -> Output:
     )
 
 
-def _deposits_add(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _deposits_add(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     deposit = admin.add_deposit(
@@ -678,14 +681,14 @@ def _deposits_add(ledger: LedgerResource, args: argparse.Namespace) -> Output:
     return _deposit_output("recorded", deposit)
 
 
-def _deposits_confirm(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _deposits_confirm(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     deposit = admin.confirm_deposit(ledger, deposit_id=args.deposit_id, confirmed_at=args.at)
     return _deposit_output("confirmed", deposit)
 
 
-def _deposits_correct(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _deposits_correct(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     deposit = admin.correct_deposit(
@@ -698,14 +701,14 @@ def _deposits_correct(ledger: LedgerResource, args: argparse.Namespace) -> Outpu
     return _deposit_output(f"recorded for {args.deposit_id} the", deposit)
 
 
-def _deposits_list(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _deposits_list(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     deposits = admin.list_deposits(ledger, client_id=args.client_id, status=args.status)
     return Output(admin.to_jsonable(deposits), _deposit_table(deposits))
 
 
-def _commission_set(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _commission_set(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     specs = []
@@ -734,7 +737,7 @@ def _commission_table(version: Any) -> str:
     )
 
 
-def _commission_show(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _commission_show(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     if args.all:
@@ -757,7 +760,7 @@ def _commission_show(ledger: LedgerResource, args: argparse.Namespace) -> Output
     )
 
 
-def _status(ledger: LedgerResource, args: argparse.Namespace) -> Output:
+def _status(ledger: sa.Engine, args: argparse.Namespace) -> Output:
     from dca_pipeline.ledger import admin
 
     st = admin.status_summary(ledger, at=args.at)

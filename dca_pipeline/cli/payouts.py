@@ -11,16 +11,13 @@ and unpaid. ``status`` also lists the wallets that owe (their lines net below ze
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def _engine(url: str | None):  # type: ignore[no-untyped-def]
-    from dca_pipeline.ledger.database import DEFAULT_LEDGER_URL, LedgerResource
+    from dca_pipeline.ledger.database import open_ledger
 
-    return LedgerResource(
-        url=url or os.environ.get("DCA_LEDGER_URL", "").strip() or DEFAULT_LEDGER_URL
-    ).engine()
+    return open_ledger(url)
 
 
 def _status(args: argparse.Namespace) -> int:
