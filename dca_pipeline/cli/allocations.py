@@ -16,16 +16,16 @@ itself once a replay reproduces.
   and landed (``lamassu_fetches``), and the stored events of the days are replayed first. Exit 2
   with one line on stderr when the run would refuse or its replay differs.
 
-Settings come from the same environment variables as the Dagster code location
+Settings come from :func:`dca_pipeline.config.config`, as in the Dagster code location
 (``DCA_TIMEZONE``, ``DCA_CURRENCY``, ``DCA_CONFIRMED_ONLY``, ``DCA_FIXED_RUN_TIME``,
-``DCA_MAX_DAILY_GTQ``, ``DCA_SETTLE_MINUTES``, ``DCA_START_DATE``).
+``DCA_MAX_DAILY_GTQ``, ``DCA_SETTLE_MINUTES``, ``DCA_START_DATE``); the ledger is opened with
+:func:`dca_pipeline.ledger.database.open_ledger`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -37,11 +37,9 @@ ISSUE_KINDS = ("mismatch", "late", "revoked", "changed", "moved", "skipped")
 
 
 def _engine(url: str | None):  # type: ignore[no-untyped-def]
-    from dca_pipeline.ledger.database import DEFAULT_LEDGER_URL, LedgerResource
+    from dca_pipeline.ledger.database import open_ledger
 
-    return LedgerResource(
-        url=url or os.environ.get("DCA_LEDGER_URL", "").strip() or DEFAULT_LEDGER_URL
-    ).engine()
+    return open_ledger(url)
 
 
 def _guarded(
@@ -124,13 +122,12 @@ def _day(text: str) -> date:
 
 
 def _settings() -> tuple[Any, int, date]:
-    """(rules, settle minutes, start day) from the environment, as the code location reads
-    them (defs/settings.py); read at call time, so the start day follows DCA_START_DATE."""
-    from dca_pipeline.defs.settings import DEFAULT_START_DATE, env, settings_from_env
+    """(rules, settle minutes, start day) of :func:`config`, as the code location reads them;
+    read at call time, so the start day follows DCA_START_DATE."""
+    from dca_pipeline.config import config
 
-    settings = settings_from_env()
-    start = date.fromisoformat(env("DCA_START_DATE", DEFAULT_START_DATE)[:10])
-    return settings.rules(), settings.settle_minutes, start
+    settings = config()
+    return settings.rules(), settings.settle_minutes, settings.start_date
 
 
 def _event_json(event: Any) -> dict[str, Any]:

@@ -19,12 +19,6 @@ from dca_pipeline.domain.rules import BusinessRules
 DEFAULT_START_DATE = Config().start_date.isoformat()
 
 
-def env(name: str, default: str) -> str:  # TEMPORARY: cli/allocations.py still calls it
-    import os
-
-    return os.environ.get(name, "").strip() or default
-
-
 class BusinessSettings(dg.ConfigurableResource):
     """business-rules §2/§5 settings; docs/configuration.md has the variables."""
 

@@ -7,14 +7,19 @@ through the gRPC code-server topology of ``deploy/workspace.grpc.yaml`` (``test_
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
 import tomllib
+from datetime import date, time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from dca_pipeline.config import Config, Secret
+from dca_pipeline.domain.money import format_cents
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -39,6 +44,9 @@ NOT_DEPLOYMENT_SETTINGS = {
     "LAMASSU_PG_DSN",  # a docstring example (sources/postgres.py); read: DCA_LAMASSU_PG_DSN
 }
 SECRET_WORDS = ("KEY", "PASSWORD", "SECRET", "DSN", "TOKEN", "_URL")
+#: Read by Dagster itself (dagster.yaml, the instance), not by the pipeline's code.
+INSTANCE_VARIABLES = {"DAGSTER_HOME", "DAGSTER_PG_URL", "DCA_DAGSTER_LOG_DIR"}
+DOC_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]+)` \|([^|]*)\|([^|]*)\|", re.M)
 
 
 def template_variables() -> dict[str, str]:
@@ -58,6 +66,30 @@ def variables_read_by_the_code() -> set[str]:
         text = path.read_text()
         names.update(ENV_READ.findall(text), NAME_CONSTANT.findall(text))
     return names - NOT_DEPLOYMENT_SETTINGS
+
+
+def documented_rows() -> dict[str, tuple[str, str]]:
+    """variable → (default cell, secret cell) of the tables in docs/configuration.md."""
+    return {
+        name: (default.strip(), secret.strip())
+        for name, default, secret in DOC_ROW.findall(CONFIG_DOC.read_text())
+    }
+
+
+def default_as_text(field: dataclasses.Field) -> str | None:  # type: ignore[type-arg]
+    """The default of a Config field as its variable would spell it; None: none to compare."""
+    value = getattr(Config(), field.name)
+    if isinstance(value, Secret) or value in (None, "", ()):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, time):
+        return value.isoformat(timespec="minutes")
+    if isinstance(value, date):
+        return value.isoformat()
+    if field.name == "max_daily_cents":
+        return format_cents(value)
+    return str(value)
 
 
 def unit_settings(path: Path) -> dict[str, str]:
@@ -84,6 +116,44 @@ def test_the_configuration_reference_documents_every_variable() -> None:
         f"only in the template: {sorted(set(template_variables()) - documented)}; "
         f"only in {CONFIG_DOC.name}: {sorted(documented - set(template_variables()))}"
     )
+
+
+def test_config_docs_and_template_list_the_same_variables() -> None:
+    settings = set(Config.variables().values())
+    assert len(settings) == len(Config.variables())  # one variable per field
+    assert all(name.startswith("DCA_") for name in settings)  # config() caches on DCA_*
+    documented = set(documented_rows())
+    assert settings - documented == set(), f"add to {CONFIG_DOC.name}"
+    assert documented - settings == INSTANCE_VARIABLES, f"not in Config: {CONFIG_DOC.name}"
+    template = set(template_variables())
+    assert settings - template == set(), f"add to {ENV_TEMPLATE.name}"
+    assert template - settings == INSTANCE_VARIABLES, f"not in Config: {ENV_TEMPLATE.name}"
+
+
+def test_the_configuration_reference_states_each_default_and_secret_of_config() -> None:
+    rows = documented_rows()
+    for field in dataclasses.fields(Config):
+        name = field.metadata["env"]
+        default_cell, secret_cell = rows[name]
+        assert (secret_cell == "yes") == (name in Config.secret_variables()), name
+        expected = default_as_text(field)
+        if expected is not None:
+            assert default_cell == f"`{expected}`", f"{name}: documented {default_cell}"
+
+
+def test_only_the_config_module_reads_dca_variables() -> None:
+    """One reader (dca_pipeline/config.py) and one boolean parser."""
+    reads = re.compile(r"""(?:environ(?:\.get)?[\[(]|getenv\()\s*["'](DCA_[A-Z0-9_]+)["']""")
+    boolean_words = re.compile(r"""in \(\s*["']1["'],\s*["']true["']""")
+    offenders = []
+    for path in (ROOT / "dca_pipeline").rglob("*.py"):
+        relative = path.relative_to(ROOT / "dca_pipeline")
+        if "testing" in relative.parts or relative == Path("config.py"):
+            continue
+        text = path.read_text()
+        if reads.search(text) or boolean_words.search(text) or re.search(r"\benv\(", text):
+            offenders.append(str(relative))
+    assert not offenders, f"read settings through dca_pipeline.config: {offenders}"
 
 
 def test_the_environment_template_holds_no_secret() -> None:
