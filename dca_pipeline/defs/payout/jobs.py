@@ -10,13 +10,14 @@ import dagster as dg
 from pydantic import Field
 
 from dca_pipeline.alerts import Alert, AlertKind
-from dca_pipeline.config import Config, config
+from dca_pipeline.config import Config
+from dca_pipeline.config import config as current_config  # `config` is the op's run config
 from dca_pipeline.defs.payout.gate import blocking_check_problems, money_check_keys
 from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_configured
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger.resource import LedgerResource
-from dca_pipeline.payouts.resource import LNbitsResource
 from dca_pipeline.payouts.procedure import PayoutOptions, RunStatus, run_payouts
+from dca_pipeline.payouts.resource import LNbitsResource
 
 PAYOUT_TAG = "dca/payout"
 DRY_RUN_ENV = Config.variable("payouts_dry_run")
@@ -53,7 +54,9 @@ def build_payout_job(check_keys: CheckKeys = money_check_keys, name: str = "payo
         settings: BusinessSettings,
     ) -> dg.Output[None]:
         dispatcher = alerts.dispatcher(context.log)
-        dry_run = config.dry_run if config.dry_run is not None else config().payouts_dry_run
+        dry_run = config.dry_run
+        if dry_run is None:
+            dry_run = current_config().payouts_dry_run
         keys = list(check_keys() if callable(check_keys) else check_keys)
         if not keys:
             context.log.warning("no money checks are known yet: the payout gate checks nothing")

@@ -15,8 +15,8 @@ from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_configured
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.resource import LedgerResource
-from dca_pipeline.payouts.resource import LNbitsResource
 from dca_pipeline.payouts.reconciliation import ReconciliationReport, reconcile_period
+from dca_pipeline.payouts.resource import LNbitsResource
 
 CHECK_NAME = "ledger_matches_lnbits"
 
