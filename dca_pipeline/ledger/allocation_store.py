@@ -115,15 +115,34 @@ def _live_condition(e: sa.Table = _e) -> Any:
 
 
 def client_allocated(c: sa.Connection, *, below_seq: int | None = None) -> dict[str, int]:
-    """Σ flow + fixed fiat per client over the sequence (or its events numbered below a seq)."""
-    query = sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents)).where(
-        _l.c.kind.in_(CLIENT_KINDS)
-    )
+    """Σ flow + fixed fiat per client over the sequence (or its events numbered below a seq).
+
+    From the running totals (``client_allocated_totals``, kept by the database with every
+    line), minus the lines from ``below_seq`` on: the cost follows the tail asked for, never
+    the ledger's age.
+    """
+    totals = s.client_allocated_totals
+    out = {cid: int(total) for cid, total in c.execute(
+        sa.select(totals.c.client_id, totals.c.allocated_cents)
+    ).all()}
     if below_seq is not None:
-        query = query.select_from(_l.join(_e, _e.c.source_id == _l.c.source_id)).where(
-            _e.c.seq < below_seq
-        )
-    rows = c.execute(query.group_by(_l.c.recipient_id)).all()
+        tail = c.execute(
+            sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents))
+            .select_from(_l.join(_e, _e.c.source_id == _l.c.source_id))
+            .where(_l.c.kind.in_(CLIENT_KINDS), _e.c.seq >= below_seq)
+            .group_by(_l.c.recipient_id)
+        ).all()
+        for cid, total in tail:
+            out[cid] = out.get(cid, 0) - int(total)
+    return out
+
+
+def client_allocated_from_lines(c: sa.Connection) -> dict[str, int]:
+    """The same Σ re-added from every line: what the running totals must equal (off-path)."""
+    rows = c.execute(
+        sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents))
+        .where(_l.c.kind.in_(CLIENT_KINDS)).group_by(_l.c.recipient_id)
+    ).all()
     return {cid: int(total) for cid, total in rows}
 
 

@@ -246,7 +246,7 @@ allocation_events = sa.Table(
     sa.Column("event_rank", sa.Integer, nullable=False),
     # The instant balances, settings and deposits were taken at: the event time, or the latest
     # event time already allocated when the event arrived late (§4a).
-    sa.Column("as_of", UtcDateTime, nullable=False),
+    sa.Column("as_of", UtcDateTime, nullable=False, index=True),
     sa.Column("business_day", sa.Date, nullable=False, index=True),
     # Totals of the event's lines; negated for a compensation.
     sa.Column("fiat_cents", Money, nullable=False),
@@ -328,6 +328,17 @@ allocation_lines = sa.Table(
         "compensates_line_id IS NOT NULL OR (fiat_cents >= 0 AND sats >= 0)",
         name="non_negative_unless_compensating",
     ),
+)
+
+#: Σ flow + fixed fiat allocated per client (and how many lines), kept by a trigger on
+#: allocation_lines in the same transaction as the lines (migration 0510): live ticks read it
+#: instead of re-adding the whole ledger; the check ``running_totals_match_lines`` re-adds.
+client_allocated_totals = sa.Table(
+    "client_allocated_totals",
+    metadata,
+    sa.Column("client_id", sa.Text, primary_key=True),
+    sa.Column("allocated_cents", Money, nullable=False),
+    sa.Column("lines", Money, nullable=False),
 )
 
 #: What allocation reported (§4a). ``mismatch``: a replay of the stored sequence differs from

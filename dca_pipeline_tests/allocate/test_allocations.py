@@ -471,3 +471,42 @@ def test_a_later_day_alone_is_refused_while_an_earlier_day_is_due(engine) -> Non
     # An earlier, allocated day again: replayed, nothing appended.
     again = _run(engine, SCENARIO.first_day, SCENARIO.first_day)
     assert again.reproduced and again.events_written == 0 and again.events_verified > 0
+
+
+def test_running_totals_follow_every_line_and_the_off_path_check_catches_a_drift(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as c:
+        seed_scenario(c, SCENARIO)
+    _run(engine, SCENARIO.first_day, date(2025, 3, 4))
+    with engine.connect() as c:
+        assert al.check_running_totals(c).passed
+        assert al.store.client_allocated(c) == al.store.client_allocated_from_lines(c)
+        day_seq = c.execute(sa.select(sa.func.min(s.allocation_events.c.seq)).where(
+            s.allocation_events.c.business_day == date(2025, 3, 3))).scalar_one()
+        below = al.store.client_allocated(c, below_seq=day_seq)
+        line = s.allocation_lines
+        by_lines = dict(c.execute(
+            sa.select(line.c.recipient_id, sa.func.sum(line.c.fiat_cents))
+            .select_from(s.allocation_lines.join(
+                s.allocation_events,
+                s.allocation_events.c.source_id == s.allocation_lines.c.source_id))
+            .where(s.allocation_lines.c.kind.in_(("flow", "fixed")),
+                   s.allocation_events.c.seq < day_seq)
+            .group_by(s.allocation_lines.c.recipient_id)).all())
+    assert {k: v for k, v in below.items() if v} == {k: int(v) for k, v in by_lines.items()}
+    with engine.begin() as c:  # a line written by hand (any writer) moves the totals too
+        victim = c.execute(sa.select(s.allocation_events.c.source_id).where(
+            s.allocation_events.c.source_kind == "cash_out").limit(1)).scalar_one()
+        c.execute(s.allocation_lines.insert().values(
+            source_id=victim, line_no=77, kind="flow", recipient_id="flow-0002",
+            wallet_id="wallet-flow-0002", business_day=date(2025, 3, 1), fiat_cents=5, sats=5,
+            created_at=T,
+        ))
+    with engine.connect() as c:
+        assert al.check_running_totals(c).passed
+    with engine.begin() as c:  # the totals edited behind the ledger's back
+        c.execute(s.client_allocated_totals.update()
+                  .where(s.client_allocated_totals.c.client_id == "flow-0002")
+                  .values(allocated_cents=s.client_allocated_totals.c.allocated_cents + 1))
+    with engine.connect() as c:
+        drift = al.check_running_totals(c)
+    assert not drift.passed and "flow-0002: running total" in drift.description

@@ -218,10 +218,13 @@ def test_0500_keeps_every_value_fills_the_sequence_and_allocation_goes_on(  # ty
 
     migrate(engine)
 
-    assert _heads(engine) == {"0100", "0210", "0410", "0500"}
+    assert _heads(engine) == {"0100", "0210", "0410", "0510"}
     with engine.connect() as c:  # the schema is exactly the schema module's
         assert compare_metadata(MigrationContext.configure(c), s.metadata) == []
     assert _snapshot(engine) == before  # every event, line, payout and issue, byte-equal
+    with engine.connect() as c:  # 0510: the running totals start from every line already there
+        assert al.check_running_totals(c).passed
+        assert al.store.client_allocated(c)
 
     e, v = s.allocation_events, s.validated_cash_outs
     with engine.connect() as c:

@@ -18,6 +18,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from dca_pipeline.ledger import allocations as al
+from dca_pipeline.ledger.resource import LedgerResource
 
 FLOW = dg.AssetKey("flow_allocations")
 FIXED = dg.AssetKey("fixed_allocations")
@@ -165,4 +166,23 @@ def _reproduces(outcome: al.RangeOutcome, open_mismatches: Sequence[object]) -> 
             "open_mismatches": len(open_mismatches),
             "differences": len(outcome.mismatches),
         },
+    )
+
+
+@dg.asset_check(
+    asset=BALANCES,
+    name="running_totals_match_lines",
+    description=(
+        "Off the hot path: the running per-client totals that live ticks read equal every "
+        "allocation line re-added. Run it on demand or from a schedule; a failure alerts."
+    ),
+)
+def running_totals_match_lines(ledger: LedgerResource) -> dg.AssetCheckResult:
+    with ledger.engine().connect() as c:
+        outcome = al.check_running_totals(c)
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.description[:4000],
+        metadata=outcome.metadata,
     )
