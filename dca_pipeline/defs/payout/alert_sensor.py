@@ -20,20 +20,17 @@ sends alerts only (no runs, no money), so it starts RUNNING.
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
 
 from dca_pipeline.alerts import Alert, AlertDispatcher, AlertKind
 from dca_pipeline.defs.allocate.checks import REPORT_CHECKS
 from dca_pipeline.defs.payout.resources import AlertsResource
 from dca_pipeline.domain.money import format_cents
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.database import LedgerResource
+from dca_pipeline.ledger.resource import LedgerResource
 
 QUARANTINE_CHECK = "quarantine_report"
 BATCH = 500
@@ -76,20 +73,32 @@ class AlertCursor:
         )
 
 
+def _latest_execution_id(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> int:
+    """The id of the check's newest execution record (0: never planned nor evaluated)."""
+    record = instance.get_latest_asset_check_evaluation_record(key)
+    return record.id if record is not None else 0
+
+
 def _evaluations_after(
     instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], after_id: int
-) -> list[AssetCheckExecutionRecord]:
+) -> list[Any]:
     """Finished evaluations with an execution id above ``after_id``, oldest first.
 
     Read per check key from the asset-check execution table (works on every instance storage;
-    a cross-run event query is refused by the default run-sharded SQLite storage)."""
-    found: list[AssetCheckExecutionRecord] = []
-    storage = instance.event_log_storage
+    a cross-run event query is refused by the default run-sharded SQLite storage). The public
+    ``get_latest_asset_check_evaluation_record`` tells which checks have anything new; only
+    those read their history, the one per-check history Dagster 1.13 has (every evaluation
+    since the last tick counts: a check that went green then red again alerts again)."""
+    found: list[Any] = []
     for key in keys:
-        for record in storage.get_asset_check_execution_history(key, limit=BATCH):
+        if _latest_execution_id(instance, key) <= after_id:
+            continue
+        for record in instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=BATCH
+        ):
             if record.id <= after_id:
                 break  # newest first
-            if record.status is not AssetCheckExecutionRecordStatus.PLANNED:
+            if record.status.value != "PLANNED":
                 found.append(record)
     return sorted(found, key=lambda record: record.id)
 
@@ -243,11 +252,7 @@ def operator_alerts_sensor(
         key=lambda key: key.to_user_string(),
     )
     if context.cursor is None:
-        latest = [
-            record.id
-            for key in keys
-            for record in instance.event_log_storage.get_asset_check_execution_history(key, 1)
-        ]
+        latest = [_latest_execution_id(instance, key) for key in keys]
         start = AlertCursor(
             max(latest, default=0), set(), _latest_quarantine_id(ledger), _latest_issue_id(ledger)
         )

@@ -10,18 +10,14 @@ Why per latest *run* and not per partition: in a single-run range backfill (1.13
 records one PLANNED row per partition but the evaluation itself without a partition, so the
 per-partition rows stay PLANNED forever (verified). The allocation stage keeps a failure open
 in its ledger until it is resolved, so a later run over other days still fails its check.
+
+Only the instance's public methods are used: the latest evaluation record of a check gives its
+latest run, and that run's ``ASSET_CHECK_EVALUATION`` events give every evaluation it made.
 """
 
 from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
-
-HISTORY_LIMIT = 400  # a range run of a year writes one PLANNED row per day before its result
-_DONE = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
 
 
 def money_check_keys() -> tuple[dg.AssetCheckKey, ...]:
@@ -33,29 +29,41 @@ def money_check_keys() -> tuple[dg.AssetCheckKey, ...]:
     return tuple(sorted(MONEY_CHECK_KEYS, key=lambda key: key.to_user_string()))
 
 
-def _blocks(record: AssetCheckExecutionRecord) -> bool:
-    evaluation = record.evaluation
-    severity = evaluation.severity if evaluation is not None else dg.AssetCheckSeverity.ERROR
-    return (
-        record.status is AssetCheckExecutionRecordStatus.FAILED
-        and severity is dg.AssetCheckSeverity.ERROR
-    )
+def _blocks(evaluation: dg.AssetCheckEvaluation) -> bool:
+    return not evaluation.passed and evaluation.severity is dg.AssetCheckSeverity.ERROR
+
+
+def _evaluations_in_run(
+    instance: dg.DagsterInstance, run_id: str, key: dg.AssetCheckKey
+) -> list[dg.AssetCheckEvaluation]:
+    """Every finished evaluation of ``key`` in run ``run_id`` (its evaluation events)."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    evaluations = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        evaluation = event.asset_check_evaluation_data
+        if evaluation.asset_check_key == key:
+            evaluations.append(evaluation)
+    return evaluations
 
 
 def _problem(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey, require_current: bool
 ) -> str | None:
     name = key.to_user_string()
-    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY_LIMIT)
+    newest = instance.get_latest_asset_check_evaluation_record(key)
     latest = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key.asset_key), limit=1, ascending=False
     ).records
-    if not history:
+    if newest is None:
         return f"{name}: never evaluated, but its asset has data" if latest else None
-    run_id = history[0].run_id
-    in_run = [record for record in history if record.run_id == run_id]
-    done = [record for record in in_run if record.status in _DONE]
-    if any(_blocks(record) for record in done):
+    run_id = newest.run_id
+    done = _evaluations_in_run(instance, run_id, key)
+    if any(_blocks(evaluation) for evaluation in done):
         return f"{name}: failed (run {run_id[:8]})"
     if not done:
         run = instance.get_run_by_id(run_id)
@@ -63,10 +71,9 @@ def _problem(
         return f"{name}: its latest run {run_id[:8]} {state}"
     if require_current and latest and latest[0].run_id != run_id:
         targets = [
-            record.evaluation.target_materialization_data.storage_id
-            for record in done
-            if record.evaluation is not None
-            and record.evaluation.target_materialization_data is not None
+            evaluation.target_materialization_data.storage_id
+            for evaluation in done
+            if evaluation.target_materialization_data is not None
         ]
         if not targets or latest[0].storage_id > max(targets):
             return f"{name}: not evaluated for the latest materialization of its asset"
