@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -81,15 +80,6 @@ def prepare_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     (workdir / MARKER).write_text("created by `dca-pipeline demo`; deleted by its next run\n")
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def demo_environment(workdir: Path) -> dict[str, str]:
@@ -163,32 +153,22 @@ def print_summary(outcomes: list[Any], ledger_url: str, lnbits: Any | None, dry_
 
 def payout_rows(ledger_url: str, dry_run: bool) -> list[tuple[str, str, int, str]]:
     """(recipient, kind, sats, status) of every payout, or of the latest dry-run plan."""
-    import sqlalchemy as sa
-
-    from dca_pipeline.ledger import schema
+    from dca_pipeline.ledger import payout_store
     from dca_pipeline.ledger.database import open_ledger
 
     with open_ledger(ledger_url).connect() as c:
         if dry_run:
-            d = schema.payout_dry_runs.c
-            latest = c.execute(
-                sa.select(d.plan_id).order_by(d.row_id.desc()).limit(1)
-            ).scalar_one_or_none()
-            rows = c.execute(
-                sa.select(d.recipient_id, d.recipient_kind, d.sats)
-                .where(d.plan_id == latest)
-                .order_by(d.recipient_id)
-            ).all()
-            return [(r.recipient_id, r.recipient_kind, r.sats, "planned (dry run)") for r in rows]
-        p = schema.payouts.c
-        rows = c.execute(
-            sa.select(p.recipient_id, p.recipient_kind, p.sats, p.status).order_by(p.recipient_id)
-        ).all()
-        return [(r.recipient_id, r.recipient_kind, r.sats, r.status) for r in rows]
+            return [
+                (recipient, kind, sats, "planned (dry run)")
+                for recipient, kind, sats in payout_store.latest_dry_run_rows(c)
+            ]
+        return payout_store.payout_listing(c)
 
 
 def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).resolve()
+    from dca_pipeline.demo.processes import port_is_free
+
     if not args.once and not port_is_free(args.port):
         say(f"dca-pipeline demo: 127.0.0.1:{args.port} is in use; pass --port")
         return 2

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from dca_pipeline.config import ConfigError, config
 from dca_pipeline.domain.money import MoneyParseError, format_cents, parse_cents
+from dca_pipeline.ledger import payout_store
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.database import open_ledger
 
@@ -1155,11 +1156,7 @@ def status_summary(ledger: LedgerLike, *, at: datetime | None = None) -> StatusS
             c.execute(sa.select(sa.func.count()).select_from(s.allocation_events)).scalar_one()
         )
         last = _last_allocated_at(c)
-        p = s.payouts.c
-        payouts = {
-            row[0]: int(row[1])
-            for row in c.execute(sa.select(p.status, sa.func.count()).group_by(p.status))
-        }
+        payouts = {status: count for status, (count, _) in payout_store.counts_by_status(c).items()}
     active = [x for x in clients if x.settings and x.settings.status == "active"]
     allocated = [by_kind.get(k, (0, 0)) for k in CLIENT_LINE_KINDS]
     return StatusSummary(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger import payout_store as store
 
 LEASE_NAME = "payouts"
 DEFAULT_LEASE_SECONDS = 300
@@ -69,40 +69,30 @@ class PayoutLease:
         self.held = False
         self._renewed_at = 0.0  # float-ok: monotonic seconds, not money
 
-    def _ensure_row(self) -> None:
-        # The migration inserts it; recreate it if an operator deleted it.
-        with self._engine.begin() as c:
-            exists = c.execute(
-                sa.select(s.payout_lease.c.name).where(s.payout_lease.c.name == LEASE_NAME)
-            ).first()
-            if exists is None:
-                c.execute(s.payout_lease.insert().values(name=LEASE_NAME))
-
-    def _take(self, condition: sa.ColumnElement[bool]) -> bool:
-        now = _now()
-        with self._engine.begin() as c:
-            result = c.execute(
-                s.payout_lease.update()
-                .where(s.payout_lease.c.name == LEASE_NAME, condition)
-                .values(holder=self.holder, acquired_at=now, expires_at=now + self._ttl)
-            )
-        return result.rowcount == 1
+    def _expiry(self, now: datetime) -> datetime:
+        return now + self._ttl
 
     def acquire(self) -> bool:
         """Take the lease if nobody (alive) holds it. Never waits."""
-        self._ensure_row()
-        lease = s.payout_lease.c
+        with self._engine.begin() as c:
+            store.ensure_lease_row(c, LEASE_NAME)
         now = _now()
-        if self._take(sa.or_(lease.holder.is_(None), lease.expires_at < now)):
+        with self._engine.begin() as c:
+            taken = store.take_free_lease(c, LEASE_NAME, self.holder, now, self._expiry(now))
+        if taken:
             self._mark_held()
             return True
         with self._engine.connect() as c:
-            current = c.execute(
-                sa.select(lease.holder).where(lease.name == LEASE_NAME)
-            ).scalar_one_or_none()
-        if current and _local_holder_is_dead(current) and self._take(lease.holder == current):
-            self._mark_held()
-            return True
+            current, _ = store.lease_holder(c, LEASE_NAME)
+        if current and _local_holder_is_dead(current):
+            now = _now()
+            with self._engine.begin() as c:
+                taken = store.take_lease_from(
+                    c, LEASE_NAME, current, self.holder, now, self._expiry(now)
+                )
+            if taken:
+                self._mark_held()
+                return True
         return False
 
     def _mark_held(self) -> None:
@@ -120,12 +110,8 @@ class PayoutLease:
     def renew(self) -> None:
         """Extend the lease; raise :class:`LeaseLost` if it is no longer ours."""
         with self._engine.begin() as c:
-            result = c.execute(
-                s.payout_lease.update()
-                .where(s.payout_lease.c.name == LEASE_NAME, s.payout_lease.c.holder == self.holder)
-                .values(expires_at=_now() + self._ttl)
-            )
-        if result.rowcount != 1:
+            renewed = store.renew_lease(c, LEASE_NAME, self.holder, _now() + self._ttl)
+        if not renewed:
             self.held = False
             raise LeaseLost("the payout lease was taken over by another writer")
         self._renewed_at = time.monotonic()
@@ -134,20 +120,11 @@ class PayoutLease:
         if not self.held:
             return
         with self._engine.begin() as c:
-            c.execute(
-                s.payout_lease.update()
-                .where(s.payout_lease.c.name == LEASE_NAME, s.payout_lease.c.holder == self.holder)
-                .values(holder=None, acquired_at=None, expires_at=None)
-            )
+            store.release_lease(c, LEASE_NAME, self.holder)
         self.held = False
 
 
 def current_holder(engine: sa.Engine) -> tuple[str | None, datetime | None]:
     """(holder, expires_at) of the lease, for status displays."""
     with engine.connect() as c:
-        row = c.execute(
-            sa.select(s.payout_lease.c.holder, s.payout_lease.c.expires_at).where(
-                s.payout_lease.c.name == LEASE_NAME
-            )
-        ).first()
-    return (row.holder, row.expires_at) if row else (None, None)
+        return store.lease_holder(c, LEASE_NAME)

@@ -5,7 +5,8 @@ A wallet's payout is the NET of its unclaimed lines, compensating (negative) lin
 and net against its next lines; a negative net is a debt (a paid, then compensated line),
 recovered from later payouts.
 
-Pure ledger reads and pure functions; claiming lines (the write) is in :mod:`procedure`.
+Pure functions; the ledger reads (unclaimed lines, invoice keys) and the claim (the write) are
+in :mod:`dca_pipeline.ledger.payout_store`.
 """
 
 from __future__ import annotations
@@ -15,25 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import sqlalchemy as sa
-
 from dca_pipeline.domain.money import format_cents, format_fraction
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.payout_store import UnpaidLine
 
 PAYOUT_ID_PREFIX = "po-"
 CLIENT_KINDS = frozenset({"flow", "fixed"})
 SATS_PER_BTC = 100_000_000
 CENTS_PER_UNIT = 100
-
-
-@dataclass(frozen=True)
-class UnpaidLine:
-    line_id: int
-    kind: str
-    recipient_id: str
-    wallet_id: str
-    fiat_cents: int
-    sats: int
 
 
 @dataclass(frozen=True)
@@ -75,24 +64,6 @@ def payout_id_for(wallet_id: str, line_ids: Iterable[int]) -> str:
     so two planners racing over the same lines collide on the primary key)."""
     material = wallet_id + "\n" + ",".join(str(i) for i in sorted(line_ids))
     return PAYOUT_ID_PREFIX + hashlib.sha256(material.encode()).hexdigest()[:32]
-
-
-def unpaid_lines(connection: sa.Connection) -> list[UnpaidLine]:
-    """Allocation lines not assigned to any payout, except ``unallocated`` (operator's sats)."""
-    line = s.allocation_lines.c
-    claimed = s.payout_lines.c
-    rows = connection.execute(
-        sa.select(
-            line.line_id, line.kind, line.recipient_id, line.wallet_id, line.fiat_cents, line.sats
-        )
-        .select_from(s.allocation_lines.outerjoin(s.payout_lines, claimed.line_id == line.line_id))
-        .where(claimed.line_id.is_(None), line.kind != "unallocated", line.wallet_id.is_not(None))
-        .order_by(line.line_id)
-    )
-    return [
-        UnpaidLine(r.line_id, r.kind, r.recipient_id, r.wallet_id, r.fiat_cents, r.sats)
-        for r in rows
-    ]
 
 
 def net_by_wallet(lines: Sequence[UnpaidLine]) -> list[WalletNet]:
@@ -170,46 +141,6 @@ def group_by_wallet(lines: Sequence[UnpaidLine]) -> list[PlannedPayout]:
     return plan_payouts(lines).payouts
 
 
-def compensated_payouts(connection: sa.Connection, statuses: Iterable[str]) -> set[str]:
-    """Payouts in ``statuses`` with a claimed line that an UNCLAIMED line compensates (a
-    compensation claimed by a payout was netted there already)."""
-    claimed = s.payout_lines.alias("claimed")
-    compensation = s.allocation_lines.alias("compensation")
-    compensation_claim = s.payout_lines.alias("compensation_claim")
-    p = s.payouts.c
-    rows = connection.execute(
-        sa.select(claimed.c.payout_id)
-        .distinct()
-        .select_from(
-            claimed.join(s.payouts, p.payout_id == claimed.c.payout_id)
-            .join(compensation, compensation.c.compensates_line_id == claimed.c.line_id)
-            .outerjoin(compensation_claim, compensation_claim.c.line_id == compensation.c.line_id)
-        )
-        .where(p.status.in_(list(statuses)), compensation_claim.c.line_id.is_(None))
-    )
-    return set(rows.scalars())
-
-
-def claimed_lines(connection: sa.Connection, payout_ids: Iterable[str]) -> list[UnpaidLine]:
-    """The lines these payouts claim (what voiding them would release)."""
-    ids = sorted(payout_ids)
-    if not ids:
-        return []
-    line = s.allocation_lines.c
-    rows = connection.execute(
-        sa.select(
-            line.line_id, line.kind, line.recipient_id, line.wallet_id, line.fiat_cents, line.sats
-        )
-        .join(s.payout_lines, s.payout_lines.c.line_id == line.line_id)
-        .where(s.payout_lines.c.payout_id.in_(ids))
-        .order_by(line.line_id)
-    )
-    return [
-        UnpaidLine(r.line_id, r.kind, r.recipient_id, r.wallet_id, r.fiat_cents, r.sats)
-        for r in rows
-    ]
-
-
 def _group_thousands(text: str) -> str:
     whole, dot, frac = text.partition(".")
     sign = "-" if whole.startswith("-") else ""
@@ -260,19 +191,3 @@ def memo_for(planned: PlannedPayout, currency: str = "GTQ") -> str:
         commission_sats=planned.commission_sats,
         currency=currency,
     )
-
-
-def invoice_keys_by_wallet(connection: sa.Connection) -> dict[str, str]:
-    """wallet_id → an invoice key of that wallet (SECRET: never log the values).
-
-    Clients first; a commission recipient's newest version for wallets that are no client's.
-    """
-    keys: dict[str, str] = {}
-    recipients = s.commission_recipients.c
-    for row in connection.execute(
-        sa.select(recipients.wallet_id, recipients.invoice_key).order_by(recipients.version_id)
-    ):
-        keys[row.wallet_id] = row.invoice_key  # later versions win
-    for row in connection.execute(sa.select(s.clients.c.wallet_id, s.clients.c.invoice_key)):
-        keys[row.wallet_id] = row.invoice_key
-    return keys

@@ -44,7 +44,9 @@ import sqlalchemy as sa
 from dca_pipeline.alerts import Alert, AlertDispatcher, AlertKind
 from dca_pipeline.config import Config, config
 from dca_pipeline.domain.money import format_cents
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger import payout_store as store
+from dca_pipeline.ledger.payout_store import AttemptRow as _Attempt
+from dca_pipeline.ledger.payout_store import PayoutRow as _Payout
 from dca_pipeline.payouts.lease import DEFAULT_LEASE_SECONDS, LeaseLost, PayoutLease
 from dca_pipeline.payouts.lnbits import (
     LNbitsAuthError,
@@ -63,12 +65,8 @@ from dca_pipeline.payouts.plan import (
     Plan,
     PlannedPayout,
     WalletNet,
-    claimed_lines,
-    compensated_payouts,
-    invoice_keys_by_wallet,
     memo_for,
     plan_payouts,
-    unpaid_lines,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -156,21 +154,6 @@ class PayoutRunReport:
         }
 
 
-@dataclass(frozen=True)
-class _Payout:
-    payout_id: str
-    wallet_id: str
-    recipient_kind: str
-    recipient_id: str
-    sats: int
-    fiat_cents: int
-    memo: str
-    status: str
-    bolt11: str | None
-    payment_hash: str | None
-    attempts: int
-
-
 class _StopRun(Exception):
     def __init__(self, status: RunStatus, detail: str) -> None:
         super().__init__(detail)
@@ -191,23 +174,13 @@ def paused_by_env() -> bool:
 def pause_state(engine: sa.Engine) -> tuple[bool, str | None]:
     """(paused, reason) from the ledger flag."""
     with engine.connect() as c:
-        row = c.execute(
-            sa.select(s.payout_control.c.paused, s.payout_control.c.reason).where(
-                s.payout_control.c.name == CONTROL_NAME
-            )
-        ).first()
-    return (bool(row.paused), row.reason) if row else (False, None)
+        return store.pause_state(c, CONTROL_NAME)
 
 
 def set_paused(engine: sa.Engine, paused: bool, reason: str | None = None) -> None:
     """Flip the ledger pause switch (idempotent)."""
     with engine.begin() as c:
-        values = {"paused": paused, "reason": reason, "updated_at": _now()}
-        updated = c.execute(
-            s.payout_control.update().where(s.payout_control.c.name == CONTROL_NAME).values(values)
-        )
-        if updated.rowcount == 0:
-            c.execute(s.payout_control.insert().values(name=CONTROL_NAME, **values))
+        store.set_pause(c, CONTROL_NAME, paused, reason, _now())
 
 
 def is_paused(engine: sa.Engine) -> tuple[bool, str]:
@@ -258,38 +231,11 @@ def run_payouts(
 
 # --------------------------------------------------------------------------- ledger helpers
 def _payouts(connection: sa.Connection, statuses: tuple[str, ...]) -> list[_Payout]:
-    p = s.payouts.c
-    rows = connection.execute(
-        sa.select(*(p[name] for name in _Payout.__dataclass_fields__))
-        .where(p.status.in_(statuses))
-        .order_by(p.payout_id)
-    )
-    return [_Payout(**row._mapping) for row in rows]
+    return store.payouts_with_status(connection, statuses)
 
 
 def _open_payouts(connection: sa.Connection) -> list[_Payout]:
-    return _payouts(connection, OPEN_STATUSES)
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    attempt_no: int
-    payment_hash: str
-    bolt11: str
-    outcome: str | None
-    pay_sent_at: datetime | None
-
-
-def _attempts(connection: sa.Connection, payout_id: str) -> list[_Attempt]:
-    a = s.payout_attempts.c
-    return [
-        _Attempt(row.attempt_no, row.payment_hash, row.bolt11, row.outcome, row.pay_sent_at)
-        for row in connection.execute(
-            sa.select(a.attempt_no, a.payment_hash, a.bolt11, a.outcome, a.pay_sent_at)
-            .where(a.payout_id == payout_id)
-            .order_by(a.attempt_no)
-        )
-    ]
+    return store.payouts_with_status(connection, OPEN_STATUSES)
 
 
 @dataclass
@@ -335,16 +281,16 @@ class _Run:
         report = self.report
         try:
             with self.engine.connect() as c:
-                self.keys = invoice_keys_by_wallet(c)
+                self.keys = store.invoice_keys_by_wallet(c)
                 before = _open_payouts(c)
-                compensated = compensated_payouts(c, VOIDABLE_STATUSES)
+                compensated = store.payouts_with_compensated_lines(c, VOIDABLE_STATUSES)
                 failed = [p for p in _payouts(c, ("failed",)) if p.payout_id in compensated]
             for payout in before + failed:
                 self._reconcile(payout, payout.payout_id in compensated)
             self._plan_and_claim()
             with self.engine.connect() as c:
                 due = [p for p in _open_payouts(c) if p.payout_id not in self.skip]
-                self.keys = invoice_keys_by_wallet(c)
+                self.keys = store.invoice_keys_by_wallet(c)
             report.due_sats = sum(p.sats for p in due)
             if due:
                 self._check_funding(report.due_sats)
@@ -431,7 +377,7 @@ class _Run:
     def _reconcile(self, payout: _Payout, compensated: bool) -> None:
         """Settle what LNbits proves (paid, in flight, dead, void) before anything is paid."""
         with self.engine.connect() as c:
-            attempts = _attempts(c, payout.payout_id)
+            attempts = store.attempts_of(c, payout.payout_id)
         found = self._evidence(payout, attempts)
         if found.paid is not None:
             self._mark_paid(payout, found.paid, found.paid_bolt11, reconciled=True)
@@ -494,73 +440,32 @@ class _Run:
     def _use_invoice(
         self, payout: _Payout, attempt: _Attempt, status: str, detail: str | None = None
     ) -> None:
-        values: dict[str, object] = {
-            "status": status,
-            "bolt11": attempt.bolt11,
-            "payment_hash": attempt.payment_hash,
-        }
-        if detail is not None:
-            values["last_error"] = detail[:500]
         with self.engine.begin() as c:
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status != "paid")
-                .values(values)
+            store.set_invoice(
+                c,
+                payout.payout_id,
+                status=status,
+                bolt11=attempt.bolt11,
+                payment_hash=attempt.payment_hash,
+                detail=detail,
             )
 
     def _set_status(self, payout: _Payout, status: str, detail: str) -> None:
         with self.engine.begin() as c:
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status != "paid")
-                .values(status=status, last_error=detail[:500])
-            )
+            store.set_unpaid_status(c, payout.payout_id, status, detail)
 
     def _void(self, payout: _Payout) -> None:
         """Void a payout LNbits proved unpaid; its lines go back to be netted (one transaction)."""
-        now = _now()
         with self.engine.begin() as c:
-            updated = c.execute(
-                s.payouts.update()
-                .where(
-                    s.payouts.c.payout_id == payout.payout_id,
-                    s.payouts.c.status == payout.status,
-                )
-                .values(
-                    status="void",
-                    settled_at=now,
-                    last_error="void: its lines were compensated; LNbits shows it unpaid",
-                )
+            line_ids = store.void_payout(
+                c,
+                payout.payout_id,
+                payout.status,
+                "void: its lines were compensated; LNbits shows it unpaid",
+                _now(),
             )
-            if updated.rowcount != 1:
+            if line_ids is None:
                 raise LeaseLost(f"payout {payout.payout_id} changed under us; stopping")
-            line_ids = list(
-                c.execute(
-                    sa.select(s.payout_lines.c.line_id).where(
-                        s.payout_lines.c.payout_id == payout.payout_id
-                    )
-                ).scalars()
-            )
-            if line_ids:
-                c.execute(
-                    s.payout_released_lines.insert(),
-                    [
-                        {"payout_id": payout.payout_id, "line_id": i, "released_at": now}
-                        for i in line_ids
-                    ],
-                )
-            c.execute(s.payout_lines.delete().where(s.payout_lines.c.payout_id == payout.payout_id))
-            c.execute(
-                s.payout_attempts.update()
-                .where(
-                    s.payout_attempts.c.payout_id == payout.payout_id,
-                    sa.or_(
-                        s.payout_attempts.c.outcome.is_(None),
-                        s.payout_attempts.c.outcome != "dead",
-                    ),
-                )
-                .values(outcome="void", outcome_detail="payout voided", outcome_at=now)
-            )
         self.report.voided.append(payout.payout_id)
         self.log.info(
             "payout %s (%s sats to wallet %s) voided: its lines were compensated and LNbits "
@@ -575,13 +480,8 @@ class _Run:
     def _plan_and_claim(self) -> None:
         now = _now()
         with self.engine.begin() as c:
-            open_wallets = {
-                row.wallet_id
-                for row in c.execute(
-                    sa.select(s.payouts.c.wallet_id).where(s.payouts.c.status.in_(OPEN_STATUSES))
-                )
-            }
-            plan = plan_payouts(unpaid_lines(c), open_wallets)
+            open_wallets = store.wallets_with_status(c, OPEN_STATUSES)
+            plan = plan_payouts(store.unclaimed_lines(c), open_wallets)
             for planned in plan.payouts:
                 self._insert_payout(c, planned, now)
                 self.report.created.append(planned.payout_id)
@@ -598,33 +498,27 @@ class _Run:
     ) -> list[WalletNet]:
         """Keep ``payout_wallet_debts`` equal to the negative nets; return the debts that are
         new or changed amount (alerted once per distinct amount)."""
-        d = s.payout_wallet_debts.c
-        known = {row.wallet_id: row for row in c.execute(sa.select(s.payout_wallet_debts))}
+        known = store.wallet_debt_sats(c)
         debts = {debt.wallet_id: debt for debt in plan.debts}
         changed: list[WalletNet] = []
         for wallet_id, debt in debts.items():
-            row = known.get(wallet_id)
-            if row is not None and row.owed_sats == -debt.sats:
+            owed = known.get(wallet_id)
+            if owed is not None and owed == -debt.sats:
                 continue
-            values = {
-                "recipient_id": debt.recipient_id,
-                "owed_sats": -debt.sats,
-                "owed_fiat_cents": -debt.fiat_cents,
-                "alerted_at": now,
-            }
-            if row is None:
-                c.execute(
-                    s.payout_wallet_debts.insert().values(wallet_id=wallet_id, since=now, **values)
-                )
-            else:
-                c.execute(
-                    s.payout_wallet_debts.update().where(d.wallet_id == wallet_id).values(values)
-                )
+            store.save_wallet_debt(
+                c,
+                wallet_id,
+                recipient_id=debt.recipient_id,
+                owed_sats=-debt.sats,
+                owed_fiat_cents=-debt.fiat_cents,
+                alerted_at=now,
+                known=owed is not None,
+            )
             changed.append(debt)
         # A wallet that no longer nets below zero owes nothing (unless it was not netted now).
         cleared = set(known) - set(debts) - open_wallets
         if cleared:
-            c.execute(s.payout_wallet_debts.delete().where(d.wallet_id.in_(sorted(cleared))))
+            store.delete_wallet_debts(c, cleared)
             for wallet_id in sorted(cleared):
                 self.log.info("wallet %s owes nothing any more", wallet_id)
         return changed
@@ -649,24 +543,18 @@ class _Run:
         )
 
     def _insert_payout(self, c: sa.Connection, planned: PlannedPayout, now: datetime) -> None:
-        c.execute(
-            s.payouts.insert().values(
-                payout_id=planned.payout_id,
-                wallet_id=planned.wallet_id,
-                recipient_kind=planned.recipient_kind,
-                recipient_id=planned.recipient_id,
-                sats=planned.sats,
-                fiat_cents=planned.fiat_cents,
-                memo=memo_for(planned, self.options.currency),
-                status="planned",
-                attempts=0,
-                created_at=now,
-                dagster_run_id=self.report.run_id,
-            )
-        )
-        c.execute(
-            s.payout_lines.insert(),
-            [{"line_id": line_id, "payout_id": planned.payout_id} for line_id in planned.line_ids],
+        store.insert_payout(
+            c,
+            payout_id=planned.payout_id,
+            wallet_id=planned.wallet_id,
+            recipient_kind=planned.recipient_kind,
+            recipient_id=planned.recipient_id,
+            sats=planned.sats,
+            fiat_cents=planned.fiat_cents,
+            memo=memo_for(planned, self.options.currency),
+            line_ids=planned.line_ids,
+            created_at=now,
+            run_id=self.report.run_id,
         )
 
     # ----------------------------------------------------------------- funding
@@ -773,26 +661,11 @@ class _Run:
     def _mark_sent(self, payout: _Payout, payment_hash: str) -> bool:
         """Before the pay request leaves: the payout is in flight, the invoice marked sent (one
         transaction). Returns True if this is the invoice's first pay request."""
-        now = _now()
-        a = s.payout_attempts.c
         with self.engine.begin() as c:
-            first = c.execute(
-                s.payout_attempts.update()
-                .where(a.payment_hash == payment_hash, a.pay_sent_at.is_(None))
-                .values(pay_sent_at=now)
-            ).rowcount
-            updated = c.execute(
-                s.payouts.update()
-                .where(
-                    s.payouts.c.payout_id == payout.payout_id,
-                    s.payouts.c.payment_hash == payment_hash,
-                    s.payouts.c.status.in_(("invoiced", "in_flight")),
-                )
-                .values(status="in_flight")
-            )
-            if updated.rowcount != 1:
+            first = store.mark_attempt_sent(c, payment_hash, _now())
+            if not store.mark_in_flight(c, payout.payout_id, payment_hash):
                 raise LeaseLost(f"payout {payout.payout_id} changed under us; stopping")
-        return first == 1
+        return first
 
     def _unmark_sent(
         self, payout: _Payout, payment_hash: str, status: str, first_send: bool
@@ -800,16 +673,8 @@ class _Run:
         """A definite "not paid" to the request just sent: back to where it was."""
         with self.engine.begin() as c:
             if first_send:
-                c.execute(
-                    s.payout_attempts.update()
-                    .where(s.payout_attempts.c.payment_hash == payment_hash)
-                    .values(pay_sent_at=None)
-                )
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status == "in_flight")
-                .values(status=status)
-            )
+                store.clear_attempt_sent(c, payment_hash)
+            store.revert_in_flight(c, payout.payout_id, status)
 
     def _in_flight(self, payout: _Payout, detail: str) -> None:
         self._record_error(payout.payout_id, detail)
@@ -847,34 +712,17 @@ class _Run:
             # to the wrong person. The unpaid invoice is simply never paid.
             self._fail(payout, "the wallet's invoice key in the ledger belongs to another wallet")
             return None
-        now = _now()
         with self.engine.begin() as c:
-            c.execute(
-                s.payout_attempts.insert().values(
-                    payout_id=payout.payout_id,
-                    attempt_no=attempts + 1,
-                    payment_hash=invoice.payment_hash,
-                    bolt11=invoice.bolt11,
-                    created_at=now,
-                )
-            )
             # Optimistic check on top of the lease: nobody else stored an invoice meanwhile.
-            updated = c.execute(
-                s.payouts.update()
-                .where(
-                    s.payouts.c.payout_id == payout.payout_id,
-                    s.payouts.c.attempts == attempts,
-                    s.payouts.c.status == "planned",
-                )
-                .values(
-                    status="invoiced",
-                    bolt11=invoice.bolt11,
-                    payment_hash=invoice.payment_hash,
-                    attempts=attempts + 1,
-                    invoiced_at=now,
-                )
+            stored = store.record_invoice(
+                c,
+                payout.payout_id,
+                attempts_before=attempts,
+                payment_hash=invoice.payment_hash,
+                bolt11=invoice.bolt11,
+                now=_now(),
             )
-            if updated.rowcount != 1:
+            if not stored:
                 raise LeaseLost(f"payout {payout.payout_id} changed under us; stopping")
         self.hook("invoice_stored", payout.payout_id)
         return invoice.bolt11, invoice.payment_hash
@@ -898,48 +746,20 @@ class _Run:
             self.log.info("payout %s was already paid on LNbits: recorded", payout.payout_id)
 
     def _write_paid(self, payout_id: str, payment_hash: str, bolt11: str) -> None:
-        now = _now()
         with self.engine.begin() as c:
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout_id, s.payouts.c.status != "paid")
-                .values(
-                    status="paid",
-                    payment_hash=payment_hash,
-                    bolt11=bolt11,
-                    settled_at=now,
-                    last_error=None,
-                )
-            )
-            c.execute(
-                s.payout_attempts.update()
-                .where(s.payout_attempts.c.payment_hash == payment_hash)
-                .values(outcome="paid", outcome_at=now)
-            )
+            store.mark_paid(c, payout_id, payment_hash, bolt11, _now())
 
     def _attempt_outcome(self, payment_hash: str, outcome: str, detail: str) -> None:
         with self.engine.begin() as c:
-            c.execute(
-                s.payout_attempts.update()
-                .where(s.payout_attempts.c.payment_hash == payment_hash)
-                .values(outcome=outcome, outcome_detail=detail[:500], outcome_at=_now())
-            )
+            store.set_attempt_outcome(c, payment_hash, outcome, detail, _now())
 
     def _record_error(self, payout_id: str, detail: str) -> None:
         with self.engine.begin() as c:
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout_id)
-                .values(last_error=detail[:500])
-            )
+            store.set_error(c, payout_id, detail)
 
     def _fail(self, payout: _Payout, detail: str) -> None:
         with self.engine.begin() as c:
-            c.execute(
-                s.payouts.update()
-                .where(s.payouts.c.payout_id == payout.payout_id, s.payouts.c.status != "paid")
-                .values(status="failed", last_error=detail[:500])
-            )
+            store.mark_failed(c, payout.payout_id, detail)
         self.report.failed.append(payout.payout_id)
         self._alert(
             AlertKind.PAYOUT_FAILED,
@@ -988,7 +808,7 @@ class _DryRun:
 
     def run(self, report: PayoutRunReport) -> PayoutRunReport:
         with self.engine.connect() as c:
-            compensated = compensated_payouts(c, VOIDABLE_STATUSES)
+            compensated = store.payouts_with_compensated_lines(c, VOIDABLE_STATUSES)
             open_now = _open_payouts(c)
             voided = sorted(
                 {p.payout_id for p in open_now if p.payout_id in compensated}
@@ -996,7 +816,8 @@ class _DryRun:
             )
             existing = [p for p in open_now if p.payout_id not in compensated]
             plan = plan_payouts(
-                unpaid_lines(c) + claimed_lines(c, voided), {p.wallet_id for p in existing}
+                store.unclaimed_lines(c) + store.lines_claimed_by(c, voided),
+                {p.wallet_id for p in existing},
             )
         report.voided = voided
         report.deferred_wallets = list(plan.deferred)
@@ -1039,7 +860,7 @@ class _DryRun:
             row.update(funded=funded, created_at=now)
         if rows:
             with self.engine.begin() as c:
-                c.execute(s.payout_dry_runs.insert(), rows)
+                store.insert_dry_run_rows(c, rows)
         report.status = RunStatus.DRY_RUN
         report.dry_run_rows = len(rows)
         self.log.info("dry run %s: %s", self.run_id, report.summary())
@@ -1078,41 +899,18 @@ def retry_failed_payout(engine: sa.Engine, payout_id: str) -> bool:
     invoice it had (by payment hash, payer and recipient side), records it paid if it was, pays
     the same invoice if it is still open, and makes a new one only once LNbits says the old one
     is dead and unpaid. Without a stored invoice it goes back to ``planned``."""
-    p = s.payouts.c
     with engine.begin() as c:
-        updated = c.execute(
-            s.payouts.update()
-            .where(p.payout_id == payout_id, p.status == "failed")
-            .values(
-                status=sa.case((p.payment_hash.is_(None), "planned"), else_="invoiced"),
-                last_error=sa.func.coalesce(p.last_error, "") + " (retried by an operator)",
-            )
-        )
-    return updated.rowcount == 1
+        return store.requeue_failed(c, payout_id, " (retried by an operator)")
 
 
 def payout_counts(engine: sa.Engine) -> dict[str, tuple[int, int]]:
     """status -> (payouts, sats)."""
-    p = s.payouts.c
     with engine.connect() as c:
-        rows = c.execute(
-            sa.select(p.status, sa.func.count(), sa.func.coalesce(sa.func.sum(p.sats), 0)).group_by(
-                p.status
-            )
-        )
-        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+        return store.counts_by_status(c)
 
 
 def wallet_debts(engine: sa.Engine) -> list[tuple[str, str, int, int]]:
     """(wallet_id, recipient_id, owed_sats, owed_fiat_cents) of every wallet whose unclaimed
     lines net below zero, as of the last payout run."""
-    d = s.payout_wallet_debts.c
     with engine.connect() as c:
-        rows = c.execute(
-            sa.select(d.wallet_id, d.recipient_id, d.owed_sats, d.owed_fiat_cents).order_by(
-                d.wallet_id
-            )
-        )
-        return [
-            (r.wallet_id, r.recipient_id, int(r.owed_sats), int(r.owed_fiat_cents)) for r in rows
-        ]
+        return store.wallet_debts(c)

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger import payout_store as store
 from dca_pipeline.payouts.lnbits import (
     LNbitsAuthError,
     LNbitsClient,
@@ -30,7 +30,7 @@ from dca_pipeline.payouts.lnbits import (
     PaymentStatus,
     sats_to_msat,
 )
-from dca_pipeline.payouts.plan import PAYOUT_ID_PREFIX, invoice_keys_by_wallet
+from dca_pipeline.payouts.plan import PAYOUT_ID_PREFIX
 
 UNKNOWN_WALLET = "(unknown)"
 
@@ -90,28 +90,16 @@ def reconcile_period(
             "time[lt]": end.isoformat(),
         }
     )
-    p = s.payouts.c
     with engine.connect() as c:
-        keys = invoice_keys_by_wallet(c)
-        in_period = sa.or_(
-            sa.and_(p.status == "paid", p.settled_at >= start, p.settled_at < end),
-            sa.and_(p.status != "paid", p.created_at >= start, p.created_at < end),
-        )
-        selected_ids = set(c.execute(sa.select(p.payout_id).where(in_period)).scalars())
+        keys = store.invoice_keys_by_wallet(c)
+        selected_ids = store.payout_ids_in_period(c, start, end)
         selected_ids |= {
             row.external_id
             for row in _paid_out(window)
             if row.external_id and row.external_id.startswith(PAYOUT_ID_PREFIX)
         }
-        ledger_rows = {
-            row.payout_id: row
-            for row in c.execute(
-                sa.select(p.payout_id, p.wallet_id, p.status, p.sats, p.payment_hash).where(
-                    p.payout_id.in_(sorted(selected_ids))
-                )
-            )
-        }
-        line_sums = _claimed_sats(c, sorted(ledger_rows))
+        ledger_rows = store.payout_summaries(c, selected_ids)
+        line_sums = store.claimed_line_totals(c, sorted(ledger_rows))
     for payout_id in sorted(selected_ids):
         report.payouts_checked += 1
         ledger = ledger_rows.get(payout_id)
@@ -122,18 +110,6 @@ def reconcile_period(
         if not totals.balanced:
             report.problems.append(f"wallet {totals.wallet_id}: totals differ {totals}")
     return report
-
-
-def _claimed_sats(c: sa.Connection, payout_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """payout id -> (lines it claims, their net sats)."""
-    claimed, line = s.payout_lines.c, s.allocation_lines.c
-    rows = c.execute(
-        sa.select(claimed.payout_id, sa.func.count(), sa.func.sum(line.sats))
-        .join(s.allocation_lines, line.line_id == claimed.line_id)
-        .where(claimed.payout_id.in_(payout_ids))
-        .group_by(claimed.payout_id)
-    )
-    return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
 
 def _check_lines(

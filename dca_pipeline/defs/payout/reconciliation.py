@@ -7,13 +7,12 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from dca_pipeline.alerts import Alert, AlertKind
 from dca_pipeline.defs.payout.resources import AlertsResource, lnbits_configured
 from dca_pipeline.defs.settings import BusinessSettings
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger import payout_store
 from dca_pipeline.ledger.resource import LedgerResource
 from dca_pipeline.payouts.reconciliation import ReconciliationReport, reconcile_period
 from dca_pipeline.payouts.resource import LNbitsResource
@@ -55,15 +54,8 @@ def _table(report: ReconciliationReport) -> str:
 
 
 def _ledger_paid_count(ledger: LedgerResource, start: datetime, end: datetime) -> int:
-    p = s.payouts.c
     with ledger.engine().connect() as c:
-        return int(
-            c.execute(
-                sa.select(sa.func.count()).where(
-                    p.status == "paid", p.settled_at >= start, p.settled_at < end
-                )
-            ).scalar_one()
-        )
+        return payout_store.count_paid_between(c, start, end)
 
 
 @dg.asset(

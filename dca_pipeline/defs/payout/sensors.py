@@ -22,9 +22,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from dca_pipeline.config import config
-from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger import payout_store
 from dca_pipeline.ledger.resource import LedgerResource
-from dca_pipeline.payouts.plan import group_by_wallet, unpaid_lines
+from dca_pipeline.payouts.plan import group_by_wallet
 from dca_pipeline.payouts.procedure import OPEN_STATUSES
 
 ALLOCATION_ASSET_KEYS = tuple(
@@ -55,10 +55,9 @@ def pending_payout_work(engine: sa.Engine) -> bool:
     """Unsettled payouts (in flight included), or unclaimed lines that net to something
     payable."""
     with engine.connect() as c:
-        open_payout = c.execute(
-            sa.select(s.payouts.c.payout_id).where(s.payouts.c.status.in_(OPEN_STATUSES)).limit(1)
-        ).first()
-        return open_payout is not None or bool(group_by_wallet(unpaid_lines(c)))
+        return payout_store.any_payout_with_status(c, OPEN_STATUSES) or bool(
+            group_by_wallet(payout_store.unclaimed_lines(c))
+        )
 
 
 def _retry_minutes() -> int:
