@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.engine [--cash-outs 10000] [--clients 1000] [--naive-cash-outs 300]
 
 Both implementations run in this process on the same inputs. The naive loop
-(:func:`dca_pipeline.testing.naive_allocation.naive_flow_split`, per-client ``Fraction``s) is
+(:func:`harness.naive_allocation.naive_flow_split`, per-client ``Fraction``s) is
 timed on the first ``--naive-cash-outs`` cash-outs only — it would take minutes on all of them —
 and both are reported as pairs/s, so the ratio is rate against rate. The engine's lines for that
 prefix are checked against the naive ones, so the bench also proves it measured the same thing.
@@ -20,7 +20,7 @@ from fractions import Fraction
 from dca_pipeline.domain.cash_out import CashOut
 from dca_pipeline.domain.engine import ClientChange, Deposit, allocate
 from dca_pipeline.domain.rules import BusinessRules
-from dca_pipeline.testing.naive_allocation import naive_flow_split
+from harness.naive_allocation import naive_flow_split
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from bench.ingest_sources import postgres_and_ssh_sources
 from dca_pipeline.defs.settings import BusinessSettings
+from dca_pipeline.demo.lamassu_generator import create_lamassu_database, drop_database, generate
 from dca_pipeline.lamassu.csv_io import read_export
 from dca_pipeline.lamassu.models import ValidatedCashOut
 from dca_pipeline.lamassu.validation import (
@@ -49,8 +50,7 @@ from dca_pipeline.sources import (
     LamassuTable,
     fetch_tables,
 )
-from dca_pipeline.testing.lamassu_generator import create_lamassu_database, drop_database, generate
-from dca_pipeline.testing.sshd import start_sshd
+from harness.sshd import start_sshd
 
 DEFAULT_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 

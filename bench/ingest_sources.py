@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from dca_pipeline.demo.lamassu_generator import (
+    create_lamassu_database,
+    drop_database,
+    generate,
+)
 from dca_pipeline.sources import (
     FetchWindow,
     LamassuSource,
@@ -29,12 +34,7 @@ from dca_pipeline.sources import (
     PostgresLamassuSource,
     SshLamassuSource,
 )
-from dca_pipeline.testing.lamassu_generator import (
-    create_lamassu_database,
-    drop_database,
-    generate,
-)
-from dca_pipeline.testing.sshd import SshdHandle, start_sshd
+from harness.sshd import SshdHandle, start_sshd
 
 DEFAULT_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 

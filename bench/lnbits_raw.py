@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from dca_pipeline.demo.lnbits import LNbitsServer, Wallet, start_lnbits
 from dca_pipeline.payouts import LNbitsClient, PayOutcomeKind
-from dca_pipeline.testing.lnbits_server import LNbitsServer, Wallet, start_lnbits
 
 RECIPIENTS = 10
 WARMUP_PAIRS = 5

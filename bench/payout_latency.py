@@ -42,7 +42,8 @@ import yaml
 from dca_pipeline.defs.allocate.automation import MIN_INTERVAL_SECONDS as allocation_interval
 from dca_pipeline.defs.payout.sensors import MIN_INTERVAL_SECONDS as payout_interval
 from dca_pipeline.demo import seed, servers, wallets
-from dca_pipeline.testing.lamassu_folder import append_dispensed_cash_out
+from dca_pipeline.demo.processes import free_loopback_port
+from harness.lamassu_folder import append_dispensed_cash_out
 
 TIMEZONE = "America/Guatemala"
 SENSORS = ("lamassu_live_ingest", "allocation_live_sensor", "payout_sensor")
@@ -156,7 +157,7 @@ def main() -> None:
     env.update(lnbits.environment())
     os.environ.update({k: v for k, v in env.items() if k.startswith("DCA_")})
     seed.seed_ledger(env["DCA_LEDGER_URL"], lnbits.demo_wallets())
-    port = servers.free_loopback_port()
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     dev = servers.start_dagster_dev(port, env=env, log_path=workdir / "dagster.log")
     latencies: list[float] = []

@@ -24,13 +24,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.lnbits_raw import raw_pair_rate
+from dca_pipeline.demo.lnbits import LNbitsServer, Wallet, start_lnbits
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.ledger.database import ledger_engine, migrate
+from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.payouts import LNbitsClient, PaymentKind
 from dca_pipeline.payouts.plan import PAYOUT_ID_PREFIX
 from dca_pipeline.payouts.procedure import RunStatus, run_payouts
-from dca_pipeline.testing.lnbits_server import LNbitsServer, Wallet, start_lnbits
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 

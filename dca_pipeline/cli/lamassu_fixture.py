@@ -62,8 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `dca-pipeline --help` does not pay for psycopg2/Dagster.
-    from dca_pipeline.sources.base import FetchWindow
-    from dca_pipeline.testing.lamassu_generator import (
+    from dca_pipeline.demo.lamassu_generator import (
         GUATEMALA,
         create_lamassu_database,
         drop_database,
@@ -71,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         export_folder,
         generate,
     )
+    from dca_pipeline.sources.base import FetchWindow
 
     if args.export_only:
         if args.export_dir is None:

@@ -1,0 +1,1 @@
+"""Run-time loopback pieces: the demo, LNbits, Dagster servers, process/port helper, fixtures."""

@@ -2,28 +2,25 @@
 
 A Dagster process started from a non-interactive shell inherits SIG_IGN for INT/TERM, so a plain
 ``kill`` does nothing, and killing only the parent of ``dagster dev`` orphans its code server and
-daemon (dagster.md §2g). Every server here therefore starts in its own session with the default
-signal dispositions restored (``setsid env --default-signal=INT,TERM ...``), is stopped with
-SIGINT (Dagster's graceful shutdown, children included) and, if it has not exited in time, its
-whole process group gets SIGKILL.
+daemon (dagster.md §2g). Every server here is a :class:`~dca_pipeline.demo.processes.ManagedProcess`
+(own session, default signal dispositions restored), stopped with SIGINT by PID (Dagster's
+graceful shutdown, children included) and, if it has not exited in time, its whole process group
+gets SIGKILL.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
+
+from dca_pipeline.demo.processes import ManagedProcess, ProcessError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -32,14 +29,8 @@ STOP_TIMEOUT_S = 20.0  # float-ok: seconds
 LOAD_TIMEOUT_S = 180.0  # float-ok: seconds
 
 
-class ServerError(RuntimeError):
+class ServerError(ProcessError):
     """A Dagster server did not start, did not load its code, or answered with an error."""
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def dagster_command(name: str) -> str:
@@ -53,82 +44,18 @@ def dagster_command(name: str) -> str:
     return found
 
 
-class ManagedProcess:
-    """One server process in its own session; output appended to ``log_path``."""
-
-    def __init__(
-        self,
-        command: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path,
-        log_path: Path | None,
-    ) -> None:
-        """``log_path=None``: the output goes to this process's terminal (the demo's UI)."""
-        self.command = list(command)
-        self.log_path = log_path
-        # setsid: own process group (stopped whole, and the terminal's Ctrl-C reaches only the
-        # caller, which then stops it by PID); env --default-signal: undo the SIG_IGN that
-        # background shells hand down, so SIGINT reaches Dagster.
-        argv = ["setsid", "env", "--default-signal=INT,TERM", *self.command]
-        if log_path is None:
-            self.process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL)
-            return
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None:
-            return "(output went to the terminal)"
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:  # float-ok: seconds
-        """SIGINT by PID, wait; then SIGKILL the process group. Returns the exit status."""
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout=timeout_s)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                pass
-        # Children (code server, daemon, run workers) share the group that setsid created.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
-        return self.process.returncode
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+def _dagster_process(
+    command: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path | None
+) -> ManagedProcess:
+    """A Dagster server: SIGINT by PID is its graceful shutdown (children included)."""
+    return ManagedProcess(
+        command,
+        env=env,
+        cwd=cwd,
+        log_path=log_path,
+        stop_signal=signal.SIGINT,
+        stop_timeout_s=STOP_TIMEOUT_S,
+    )
 
 
 def graphql(base_url: str, query: str, variables: Mapping[str, Any] | None = None) -> Any:
@@ -196,25 +123,6 @@ def wait_for_code_location(
     raise ServerError(f"{location_name} not loaded after {timeout_s:.0f} s ({last})")
 
 
-def wait_for_port(
-    port: int,
-    server: ManagedProcess,
-    timeout_s: float = LOAD_TIMEOUT_S,  # float-ok: seconds
-) -> None:
-    """Wait until ``server`` accepts TCP connections on loopback ``port`` (the code server
-    listens only once the pipeline code is loaded)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not server.running:
-            raise ServerError(f"server exited ({server.process.returncode}):\n{server.log_tail()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise ServerError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
-
-
 def dismiss_community_prompt(base_url: str) -> None:
     """The UI greets a loopback origin with a newsletter modal over the graph; mark it seen."""
     graphql(base_url, "mutation { setNuxSeen }")
@@ -233,7 +141,7 @@ def start_code_server(
     port: int, *, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
 ) -> ManagedProcess:
     """The production code server of ``deploy/systemd``: ``dagster api grpc`` on loopback."""
-    return ManagedProcess(
+    return _dagster_process(
         [
             dagster_command("dagster"),
             "api",
@@ -257,7 +165,7 @@ def start_dagster_dev(
     port: int, *, env: Mapping[str, str], log_path: Path | None, cwd: Path = REPO_ROOT
 ) -> ManagedProcess:
     """``dagster dev`` (webserver + daemon + code server) on loopback with ``workspace.yaml``."""
-    return ManagedProcess(
+    return _dagster_process(
         [
             dagster_command("dagster"),
             "dev",
@@ -278,7 +186,7 @@ def start_daemon(
     workspace: Path, *, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
 ) -> ManagedProcess:
     """The production daemon of ``deploy/systemd``: sensors, run queue, backfills."""
-    return ManagedProcess(
+    return _dagster_process(
         [dagster_command("dagster-daemon"), "run", "--workspace", str(workspace)],
         env=env,
         cwd=cwd,
@@ -289,7 +197,7 @@ def start_daemon(
 def start_webserver(
     port: int, workspace: Path, *, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
 ) -> ManagedProcess:
-    return ManagedProcess(
+    return _dagster_process(
         [
             dagster_command("dagster-webserver"),
             "--host",

@@ -1,5 +1,5 @@
 """The demo's LNbits: a real LNbits (FakeWallet) on loopback, one wallet per client and
-commission recipient, and an operator-funded source wallet (``testing/lnbits_server.py``).
+commission recipient, and an operator-funded source wallet (``demo/lnbits.py``).
 
 Payments between wallets of one LNbits are internal and final, so the demo's payouts are real
 LNbits payments: balances move, payment hashes exist, reconciliation has something to compare.
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dca_pipeline.demo.seed import DemoWallet, sample_party_ids, sample_received_sats
-from dca_pipeline.testing.lnbits_server import (
+from dca_pipeline.demo.lnbits import (
     DEFAULT_LNBITS_PYTHON,
     LNbitsServer,
     Wallet,
     start_lnbits,
 )
+from dca_pipeline.demo.seed import DemoWallet, sample_party_ids, sample_received_sats
 
 
 def lnbits_available() -> bool:

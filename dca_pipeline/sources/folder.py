@@ -1,6 +1,6 @@
 """Lamassu exports already on disk: ``<directory>/<table>.csv``.
 
-The folder holds files written by :func:`dca_pipeline.testing.lamassu_generator.export_folder`
+The folder holds files written by :func:`dca_pipeline.demo.lamassu_generator.export_folder`
 or by an operator running the same ``COPY`` (the bytes the SSH source downloads). Such a file
 was exported for *some* window that this source cannot know, so :meth:`fetch_csv` returns the
 whole file: it may contain rows outside the requested window, and the downstream reader

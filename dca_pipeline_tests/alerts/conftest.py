@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from dca_pipeline.alerts import Alert, AlertKind
-from dca_pipeline.testing.nostr_relay import LocalNostrRelay, running_nostr_relay
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
+from dca_pipeline.demo.processes import free_loopback_port
+from harness.nostr_relay import LocalNostrRelay, running_nostr_relay
+from harness.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
 
 @pytest.fixture
@@ -29,9 +30,7 @@ def nostr_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNostr
 @pytest.fixture
 def closed_loopback_port() -> int:
     """A loopback port nothing listens on (connection refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_loopback_port()
 
 
 @pytest.fixture

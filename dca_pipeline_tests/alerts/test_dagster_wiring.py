@@ -12,8 +12,8 @@ from dca_pipeline.alerts import (
     NostrDmAlerts,
     WebhookAlerts,
 )
-from dca_pipeline.testing.nostr_relay import LocalNostrRelay, read_private_messages
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver
+from harness.nostr_relay import LocalNostrRelay, read_private_messages
+from harness.webhook_receiver import WebhookReceiver
 
 PROBE_ALERT = Alert(
     kind=AlertKind.CHECK_FAILED,

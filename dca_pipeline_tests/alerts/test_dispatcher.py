@@ -15,7 +15,7 @@ from dca_pipeline.alerts import (
     WebhookAlerts,
     redact_secrets,
 )
-from dca_pipeline.testing.webhook_receiver import running_webhook_receiver
+from harness.webhook_receiver import running_webhook_receiver
 
 
 def single_shot_webhook(url: str) -> WebhookAlerts:

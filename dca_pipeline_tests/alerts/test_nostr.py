@@ -12,7 +12,7 @@ from nostr_sdk import Keys
 
 from dca_pipeline.alerts import Alert, AlertDeliveryError, NostrDmAlerts
 from dca_pipeline.alerts.nostr import run_coroutine_bounded
-from dca_pipeline.testing.nostr_relay import LocalNostrRelay, read_private_messages
+from harness.nostr_relay import LocalNostrRelay, read_private_messages
 
 NIP17_CHAT_MESSAGE_KIND = 14
 

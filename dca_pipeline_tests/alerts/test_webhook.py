@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dca_pipeline.alerts import Alert, AlertDeliveryError, WebhookAlerts
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver
+from harness.webhook_receiver import WebhookReceiver
 
 FAST_BACKOFF = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from dca_pipeline.domain.engine import EngineState, allocate
 from dca_pipeline.domain.rules import BusinessRules
-from dca_pipeline.testing.naive_allocation import naive_allocate_with_skips
 from dca_pipeline_tests.domain.strategies import Scenario, any_scenario
+from harness.naive_allocation import naive_allocate_with_skips
 
 RULES = BusinessRules()
 

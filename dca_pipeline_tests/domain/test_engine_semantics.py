@@ -23,7 +23,7 @@ from dca_pipeline.domain.engine import (
 )
 from dca_pipeline.domain.money import MAX_SATS
 from dca_pipeline.domain.rules import BusinessRules
-from dca_pipeline.testing.naive_allocation import naive_flow_split
+from harness.naive_allocation import naive_flow_split
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 RULES = BusinessRules()

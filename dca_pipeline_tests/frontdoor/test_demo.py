@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dca_pipeline.demo.servers import free_loopback_port
+from dca_pipeline.demo.processes import free_loopback_port
 from dca_pipeline.demo.wallets import lnbits_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.dagster]

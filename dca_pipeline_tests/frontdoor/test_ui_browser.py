@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
+from dca_pipeline.demo.processes import free_loopback_port
 from dca_pipeline.demo.seed import (
     SAMPLE_FIRST_DAY,
     SAMPLE_LAST_DAY,
@@ -35,17 +36,16 @@ from dca_pipeline.demo.seed import (
     seed_ledger,
 )
 from dca_pipeline.demo.servers import (
+    LOAD_TIMEOUT_S,
     LOCATION_NAME,
     REPO_ROOT,
     dismiss_community_prompt,
-    free_loopback_port,
     graphql,
     grpc_workspace_file,
     start_code_server,
     start_daemon,
     start_webserver,
     wait_for_code_location,
-    wait_for_port,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.dagster]
@@ -129,7 +129,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     url = f"http://127.0.0.1:{web_port}"
     code = start_code_server(grpc_port, env=env, log_path=tmp_path / "code_server.log")
     try:
-        wait_for_port(grpc_port, code)
+        code.wait_for_port(grpc_port, timeout_s=LOAD_TIMEOUT_S, what="code server")
         with start_webserver(
             web_port, workspace, env=env, log_path=tmp_path / "webserver.log"
         ) as web:

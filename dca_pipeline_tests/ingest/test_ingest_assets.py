@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from dca_pipeline.defs.settings import BusinessSettings
+from dca_pipeline.demo.lamassu_generator import fail_after_dispense, update_later
 from dca_pipeline.domain.money import format_cents
 from dca_pipeline.lamassu.csv_io import read_export
 from dca_pipeline.ledger.database import LedgerResource
 from dca_pipeline.sources import FolderLamassuSource, PostgresLamassuSource
-from dca_pipeline.testing.lamassu_generator import fail_after_dispense, update_later
 from dca_pipeline_tests.ingest.conftest import (
     checks,
     lamassu_raw_revisions,

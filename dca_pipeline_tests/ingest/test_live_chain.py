@@ -23,9 +23,9 @@ from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.database import LedgerResource
 from dca_pipeline.sources import FolderLamassuSource
-from dca_pipeline.testing.lamassu_folder import append_dispensed_cash_out
 from dca_pipeline_tests.allocate.seeding import add_client, deposit
 from dca_pipeline_tests.ingest.conftest import INGEST_ASSETS
+from harness.lamassu_folder import append_dispensed_cash_out
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "lamassu"
 TABLES = ("cash_out_txs.csv", "cash_out_actions.csv", "cash_in_txs.csv")

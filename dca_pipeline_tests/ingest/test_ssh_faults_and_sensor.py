@@ -12,9 +12,9 @@ import pytest
 from dca_pipeline.defs.allocate.assets import allocations
 from dca_pipeline.defs.ingest.sensors import lamassu_live_ingest
 from dca_pipeline.defs.settings import BusinessSettings, business_days
+from dca_pipeline.demo.lamassu_generator import fail_after_dispense
 from dca_pipeline.ledger.database import LedgerResource
 from dca_pipeline.sources import FolderLamassuSource, PostgresLamassuSource
-from dca_pipeline.testing.lamassu_generator import fail_after_dispense
 from dca_pipeline_tests.ingest.conftest import (
     INGEST_ASSETS,
     lamassu_raw_rows,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
+from dca_pipeline.demo.lnbits import LNbitsServer, Wallet, start_lnbits
 from dca_pipeline.payouts import LNbitsClient
-from dca_pipeline.testing.lnbits_server import LNbitsServer, Wallet, start_lnbits
 from dca_pipeline_tests.payouts.seeding import (
     Line,
     add_client,

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from dca_pipeline.testing.lnbits_server import Wallet
+from dca_pipeline.demo.lnbits import Wallet
 
 PAYMENTS = "/api/v1/payments"
 FAULTS = (

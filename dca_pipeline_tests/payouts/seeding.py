@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
+from dca_pipeline.demo.lnbits import Wallet
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.sequence import next_seq
-from dca_pipeline.testing.lnbits_server import Wallet
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 DAY = date(2026, 11, 24)

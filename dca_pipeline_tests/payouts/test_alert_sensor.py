@@ -11,7 +11,7 @@ from dca_pipeline.alerts import WebhookAlerts
 from dca_pipeline.defs.payout.alert_sensor import operator_alerts_sensor
 from dca_pipeline.defs.payout.resources import AlertsResource
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
+from harness.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
 pytestmark = [
     pytest.mark.dagster,

@@ -16,8 +16,8 @@ from dca_pipeline.defs.payout.resources import AlertsResource
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.ledger import allocations as al
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.testing.webhook_receiver import running_webhook_receiver
 from dca_pipeline_tests.allocate.seeding import add_cash_outs, add_client, cash_out_row, deposit
+from harness.webhook_receiver import running_webhook_receiver
 
 pytestmark = pytest.mark.dagster
 

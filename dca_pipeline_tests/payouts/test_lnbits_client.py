@@ -9,6 +9,7 @@ import time
 import dagster as dg
 import pytest
 
+from dca_pipeline.demo.lnbits import LNbitsServer, Wallet
 from dca_pipeline.payouts import (
     LNbitsAuthError,
     LNbitsClient,
@@ -17,7 +18,6 @@ from dca_pipeline.payouts import (
     PayOutcomeKind,
     sats_to_msat,
 )
-from dca_pipeline.testing.lnbits_server import LNbitsServer, Wallet
 
 pytestmark = pytest.mark.lnbits
 

@@ -21,14 +21,14 @@ from dca_pipeline.defs.payout.sensors import PayoutSensorCursor, build_payout_se
 from dca_pipeline.defs.settings import BusinessSettings
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.database import LedgerResource
-from dca_pipeline.testing.nostr_relay import (
+from dca_pipeline_tests.payouts.conftest import STANDARD_TOTAL_SATS, PayoutWorld
+from dca_pipeline_tests.payouts.seeding import Line, add_event, payouts_by_status
+from harness.nostr_relay import (
     LocalNostrRelay,
     read_private_messages,
     running_nostr_relay,
 )
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
-from dca_pipeline_tests.payouts.conftest import STANDARD_TOTAL_SATS, PayoutWorld
-from dca_pipeline_tests.payouts.seeding import Line, add_event, payouts_by_status
+from harness.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
 pytestmark = [
     pytest.mark.lnbits,

@@ -15,12 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from dca_pipeline.alerts import AlertDispatcher, WebhookAlerts
+from dca_pipeline.demo.lnbits import Wallet
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.payouts.plan import payout_id_for
 from dca_pipeline.payouts.procedure import PayoutOptions, RunStatus, run_payouts
 from dca_pipeline.payouts.reconciliation import reconcile_period
-from dca_pipeline.testing.lnbits_server import Wallet
-from dca_pipeline.testing.webhook_receiver import WebhookReceiver, running_webhook_receiver
 from dca_pipeline_tests.payouts.conftest import STANDARD_TOTAL_SATS, PayoutWorld
 from dca_pipeline_tests.payouts.faults import FaultyLNbits
 from dca_pipeline_tests.payouts.seeding import (
@@ -30,6 +29,7 @@ from dca_pipeline_tests.payouts.seeding import (
     count,
     payouts_by_status,
 )
+from harness.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
 pytestmark = pytest.mark.lnbits
 

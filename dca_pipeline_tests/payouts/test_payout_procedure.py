@@ -28,7 +28,6 @@ from dca_pipeline.payouts.procedure import (
     run_payouts,
     set_paused,
 )
-from dca_pipeline.testing.webhook_receiver import running_webhook_receiver
 from dca_pipeline_tests.payouts.conftest import STANDARD_TOTAL_SATS, PayoutWorld
 from dca_pipeline_tests.payouts.seeding import (
     Line,
@@ -37,6 +36,7 @@ from dca_pipeline_tests.payouts.seeding import (
     count,
     payouts_by_status,
 )
+from harness.webhook_receiver import running_webhook_receiver
 
 pytestmark = pytest.mark.lnbits
 # Tests whose behaviour does not depend on the database run on SQLite only (time budget);
@@ -335,11 +335,9 @@ def test_pause_switch_env_and_ledger(world: PayoutWorld, monkeypatch: pytest.Mon
 
 @pytest.fixture
 def closed_port() -> int:
-    import socket
+    from dca_pipeline.demo.processes import free_loopback_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_loopback_port()
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from dca_pipeline.sources import PostgresLamassuSource, SshLamassuSource
-from dca_pipeline.testing.lamassu_generator import (
+from dca_pipeline.demo.lamassu_generator import (
     GeneratedSummary,
     create_lamassu_database,
     drop_database,
     generate,
 )
-from dca_pipeline.testing.sshd import SshdHandle, start_sshd
+from dca_pipeline.sources import PostgresLamassuSource, SshLamassuSource
+from harness.sshd import SshdHandle, start_sshd
 
 ADMIN_DSN = os.environ.get(
     "DCA_TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from dca_pipeline.sources import LamassuTable, PostgresLamassuSource, SshLamassuSource
-from dca_pipeline.testing.sshd import SshdHandle
 from dca_pipeline_tests.sources.conftest import LamassuDatabase
+from harness.sshd import SshdHandle
 
 
 def test_sources_resolve_envvar_secrets_inside_a_run(

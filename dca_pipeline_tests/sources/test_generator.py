@@ -13,14 +13,14 @@ import psycopg2
 import pytest
 
 from dca_pipeline.cli.lamassu_fixture import register
-from dca_pipeline.sources import FolderLamassuSource, LamassuTable, PostgresLamassuSource
-from dca_pipeline.testing.lamassu_generator import (
+from dca_pipeline.demo.lamassu_generator import (
     GUATEMALA,
     cash_out_crypto_atoms,
     create_lamassu_database,
     drop_database,
     generate,
 )
+from dca_pipeline.sources import FolderLamassuSource, LamassuTable, PostgresLamassuSource
 from dca_pipeline_tests.sources.conftest import ADMIN_DSN, LamassuDatabase, unique_dbname
 
 ELIGIBLE_SQL = """

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from dca_pipeline.sources import LamassuTable, PostgresLamassuSource, SshLamassuSource
-from dca_pipeline.testing.lamassu_generator import (
+from dca_pipeline.demo.lamassu_generator import (
     confirm_later,
     fail_after_dispense,
     operator_cancel_later,
 )
+from dca_pipeline.sources import LamassuTable, PostgresLamassuSource, SshLamassuSource
 from dca_pipeline_tests.sources.conftest import LamassuDatabase
 
 

@@ -24,6 +24,7 @@ from datetime import date
 import psycopg2
 import pytest
 
+from dca_pipeline.demo.lamassu_generator import create_lamassu_database, drop_database, generate
 from dca_pipeline.sources import (
     FetchWindow,
     LamassuTable,
@@ -32,7 +33,6 @@ from dca_pipeline.sources import (
     SshLamassuSource,
 )
 from dca_pipeline.sources.queries import export_sql
-from dca_pipeline.testing.lamassu_generator import create_lamassu_database, drop_database, generate
 from dca_pipeline_tests.sources.conftest import (
     ADMIN_DSN,
     FIXTURE_SEED,

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from dca_pipeline.demo.lamassu_generator import export_folder
 from dca_pipeline.sources import (
     FetchWindow,
     FolderLamassuSource,
@@ -23,7 +24,6 @@ from dca_pipeline.sources import (
     fetch_tables,
 )
 from dca_pipeline.sources.queries import COLUMNS
-from dca_pipeline.testing.lamassu_generator import export_folder
 from dca_pipeline_tests.sources.conftest import LamassuDatabase
 
 PSQL_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00$")

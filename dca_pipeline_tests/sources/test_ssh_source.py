@@ -23,8 +23,8 @@ from dca_pipeline.sources import (
     SshLamassuSource,
     TransferError,
 )
-from dca_pipeline.testing.sshd import SshdHandle
 from dca_pipeline_tests.sources.conftest import LamassuDatabase, write_executable
+from harness.sshd import SshdHandle
 
 MakeSsh = Callable[..., SshLamassuSource]
 
@@ -258,11 +258,9 @@ def test_exit_zero_with_truncated_output_is_refused(
 def test_unreachable_server_is_a_transfer_error(
     make_ssh_source: MakeSsh, lamassu_db: LamassuDatabase
 ) -> None:
-    import socket
+    from dca_pipeline.demo.processes import free_loopback_port
 
-    with socket.socket() as probe:  # a port with nothing listening
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_loopback_port()  # a port with nothing listening
     source = make_ssh_source(lamassu_db.dbname, port=closed_port)
     with pytest.raises(SourceError):
         source.fetch_csv(LamassuTable.CASH_OUT_TXS, lamassu_db.summary.window)

@@ -1,4 +1,4 @@
-"""A deterministic, realistic Lamassu v10 database for tests, benches and the demo.
+"""A deterministic, realistic Lamassu v10 database: `dca-pipeline lamassu-fixture`, tests, benches.
 
 ``create_lamassu_database`` makes a PostgreSQL database with the real final-state schema
 (``lamassu_schema_ddl.sql``, reconstructed from lamassu-server's migrations) and ``generate``
@@ -108,7 +108,7 @@ def dsn_for_database(admin_dsn: str, dbname: str) -> str:
 
 
 def schema_ddl() -> str:
-    return resources.files("dca_pipeline.testing").joinpath("lamassu_schema_ddl.sql").read_text()
+    return resources.files("dca_pipeline.demo").joinpath("lamassu_schema_ddl.sql").read_text()
 
 
 def create_lamassu_database(admin_dsn: str, dbname: str) -> str:

@@ -1,4 +1,4 @@
-"""A real loopback HTTP server that records webhook POSTs, for tests and the demo.
+"""A real loopback HTTP server that records webhook POSTs, for the tests.
 
 Binds 127.0.0.1 on an OS-chosen port, serves from a daemon thread, and can be told to answer
 the next N requests with an error status (or to stall) so retry behaviour is exercised against

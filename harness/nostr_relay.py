@@ -9,7 +9,8 @@ aiohttp, ...) stay out of the project's environment::
 
 The executable is taken from ``$DCA_NOSTR_RELAY_BIN`` or ``<repo>/.nostr-relay-venv/bin/
 nostr-relay``. Each relay gets a free port on 127.0.0.1, its own config and SQLite file under
-the given directory, runs in its own session and is stopped by its process-group id.
+the given directory, runs in its own session and is stopped by its process-group id
+(:class:`~dca_pipeline.demo.processes.ManagedProcess`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,8 +26,14 @@ from pathlib import Path
 
 import httpx
 
+from dca_pipeline.demo.processes import (
+    ManagedProcess,
+    ProcessError,
+    free_loopback_port,
+)
+
 NOSTR_RELAY_BIN_ENV = "DCA_NOSTR_RELAY_BIN"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_HINT = (
     "uv venv -p python3.11 .nostr-relay-venv && "
     "uv pip install -p .nostr-relay-venv/bin/python nostr-relay==1.14"
@@ -72,19 +76,13 @@ def relay_executable() -> Path:
     return Path(configured) if configured else REPO_ROOT / ".nostr-relay-venv/bin/nostr-relay"
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class LocalNostrRelay:
     """One ``nostr-relay`` server process bound to 127.0.0.1."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -108,59 +106,47 @@ class LocalNostrRelay:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # The free-port probe can race with another process; try a few ports.
         for _ in range(3):
-            self.port = _free_loopback_port()
+            self.port = free_loopback_port()
             config_path = self.workdir / "config.yaml"
             config_path.write_text(
                 _CONFIG_TEMPLATE.format(db_path=self.workdir / "relay.sqlite3", port=self.port)
             )
-            with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(
-                    [str(executable), "-c", str(config_path), "serve"],
-                    cwd=self.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            # gunicorn master + worker share the session: SIGTERM the whole group (graceful
+            # stop, bounded by graceful_timeout in the config), then SIGKILL.
+            self._process = ManagedProcess(
+                [str(executable), "-c", str(config_path), "serve"],
+                cwd=self.workdir,
+                log_path=self.log_path,
+                stop_signal=signal.SIGTERM,
+                signal_group=True,
+                stop_timeout_s=_STOP_TIMEOUT_S,
+            )
+            try:
+                self._process.wait_ready(
+                    self._answers_info, timeout_s=_STARTUP_TIMEOUT_S, what="nostr-relay"
                 )
-            if self._wait_until_ready():
                 return self
+            except ProcessError:  # exited (e.g. the port was taken) or never answered
+                pass
             self.stop()
         raise RuntimeError(f"nostr-relay did not start; log tail:\n{self._log_tail()}")
 
-    def _wait_until_ready(self) -> bool:
+    def _answers_info(self) -> bool:
         """Ready once the relay answers a NIP-11 info request (the worker is serving)."""
-        assert self._process is not None
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            try:
-                response = httpx.get(
-                    f"http://127.0.0.1:{self.port}/",
-                    headers={"Accept": "application/nostr+json"},
-                    timeout=1.0,
-                )
-                if response.status_code == 200:
-                    return True
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        return False
+        try:
+            response = httpx.get(
+                f"http://127.0.0.1:{self.port}/",
+                headers={"Accept": "application/nostr+json"},
+                timeout=1.0,
+            )
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        # gunicorn master + worker share the session we created: signal the whole group.
-        # SIGTERM: graceful stop, bounded by graceful_timeout in the config; then SIGKILL.
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except ProcessLookupError:
-            pass
+        if process is not None:
+            process.stop()
 
     def _log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,4 +1,4 @@
-"""A real LNbits (FakeWallet funding source) on a free loopback port, for tests, benches and demo.
+"""A real LNbits (FakeWallet funding source) on a free loopback port: the demo's, and the tests'.
 
 LNbits runs from its own virtualenv (it pins pydantic 1.x, which Dagster cannot share), built by
 the project's bootstrap script::
@@ -8,9 +8,10 @@ the project's bootstrap script::
 
 Payments between wallets of one LNbits are internal database moves, so FakeWallet gives real,
 final transfers without a Lightning node. The server binds 127.0.0.1 only, is stopped by PID,
-and dies with its parent (``PR_SET_PDEATHSIG``) so a killed test run cannot leak it. The kernel
-sends that signal when the *thread* that started the server ends, so the guard is only armed
-when starting from the main thread; from another thread, call ``stop()`` yourself.
+and dies with its parent (``PR_SET_PDEATHSIG``) so a killed test run cannot leak it
+(:class:`~dca_pipeline.demo.processes.ManagedProcess`). The kernel sends that signal when the
+*thread* that started the server ends, so the guard is only armed when starting from the main
+thread; from another thread, call ``stop()`` yourself.
 See ``/work/shared/reference/lnbits.md`` for the facts behind each setting.
 """
 
@@ -19,10 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from dca_pipeline.demo.processes import (
+    ManagedProcess,
+    ProcessError,
+    ProcessExited,
+    free_loopback_port,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LNBITS_PYTHON = REPO_ROOT / ".lnbits-venv" / "bin" / "python"
@@ -41,7 +46,6 @@ BUILD_HINT = (
 READY_TIMEOUT_S = 90.0  # float-ok: seconds
 STOP_TIMEOUT_S = 15.0  # float-ok: seconds
 PORT_ATTEMPTS = 3
-_PR_SET_PDEATHSIG = 1
 
 
 class LNbitsServerError(RuntimeError):
@@ -80,26 +84,6 @@ def _site_packages(python: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{python} cannot import lnbits ({result.stderr.strip()}); {BUILD_HINT}")
     return result.stdout.strip()
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _can_tie_to_parent() -> bool:
-    # PDEATHSIG fires when the forking *thread* exits: from a worker thread it would kill the
-    # server as soon as that thread finished.
-    return (
-        sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-    )
 
 
 def _server_env(
@@ -158,7 +142,7 @@ class LNbitsServer:
         self.log_path = workdir / "lnbits.log"
         self.port = 0
         self.ready_after_s = 0.0  # float-ok: seconds
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
         self._fake_wallet_secret = secrets.token_hex(16)
         self._auth_secret = secrets.token_hex(32)
         self._token = ""
@@ -178,7 +162,7 @@ class LNbitsServer:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -187,59 +171,51 @@ class LNbitsServer:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, port: int) -> ManagedProcess:
         command = [
             self.python, "-m", "uvicorn", "lnbits.__main__:app",
             "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--no-access-log",
         ]  # fmt: skip
         env = _server_env(port, self.workdir, self._fake_wallet_secret, self._auth_secret)
-        # Append: after restart() the log keeps the whole story of the data dir.
-        with self.log_path.open("ab") as log:
-            return subprocess.Popen(
-                command,
-                cwd=self.site_packages,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the caller's Ctrl-C does not hit it; we stop it by PID
-                # Only async-signal-safe work (one prctl call) runs between fork and exec.
-                preexec_fn=_die_with_parent if _can_tie_to_parent() else None,  # noqa: PLW1509
-            )
+        # Appends: after restart() the log keeps the whole story of the data dir.
+        return ManagedProcess(
+            command,
+            cwd=self.site_packages,
+            env=env,
+            log_path=self.log_path,
+            stop_signal=signal.SIGTERM,
+            stop_timeout_s=STOP_TIMEOUT_S,
+            die_with_parent=True,
+        )
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], log_offset: int) -> bool:
+    def _wait_ready(self, process: ManagedProcess, log_offset: int) -> bool:
         """True once health answers; False when the port was taken (caller retries)."""
-        started = time.monotonic()
-        deadline = started + READY_TIMEOUT_S
         with httpx.Client(timeout=2.0) as probe:
-            while True:
-                if process.poll() is not None:
-                    new_log = self.log_path.read_bytes()[log_offset:].decode(errors="replace")
-                    if "address already in use" in new_log.lower():
-                        return False
-                    raise LNbitsServerError(
-                        f"LNbits exited with status {process.returncode} while starting; "
-                        f"log tail:\n{self.log_tail()}"
-                    )
+
+            def healthy() -> bool:
                 try:
                     # 307 -> /first_install also means ready: the superuser is not set up yet.
                     answer = probe.get(f"{self.url}/api/v1/health", follow_redirects=False)
-                    if answer.status_code in (200, 307):
-                        self.ready_after_s = time.monotonic() - started
-                        return True
                 except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    self._terminate(process)
-                    raise LNbitsServerError(
-                        f"LNbits not ready after {READY_TIMEOUT_S:.0f} s; "
-                        f"log tail:\n{self.log_tail()}"
-                    )
-                time.sleep(0.1)
+                    return False
+                return answer.status_code in (200, 307)
+
+            try:
+                self.ready_after_s = process.wait_ready(
+                    healthy, timeout_s=READY_TIMEOUT_S, what="LNbits"
+                )
+            except ProcessExited as exc:
+                new_log = self.log_path.read_bytes()[log_offset:].decode(errors="replace")
+                if "address already in use" in new_log.lower():
+                    return False
+                raise LNbitsServerError(str(exc)) from None
+            except ProcessError as exc:
+                raise LNbitsServerError(str(exc)) from None
+        return True
 
     def _launch(self, fixed_port: int | None) -> None:
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            self.port = fixed_port or _free_loopback_port()
+            self.port = fixed_port or free_loopback_port()
             log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             process = self._spawn(self.port)
             self._process = process
@@ -252,20 +228,6 @@ class LNbitsServer:
             f"log tail:\n{self.log_tail()}"
         )
 
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is not None:
-            return
-        try:
-            os.kill(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
     def stop(self) -> int | None:
         """SIGTERM the server by PID, wait up to 15 s, then SIGKILL. Returns the exit status."""
         if self._http is not None:
@@ -273,8 +235,7 @@ class LNbitsServer:
             self._http = None
         if self._process is None:
             return None
-        self._terminate(self._process)
-        return self._process.returncode
+        return self._process.stop()
 
     def restart(self) -> None:
         """Stop and start again on the same data dir and port (FakeWallet forgets every unpaid

@@ -1,20 +1,20 @@
 """A throwaway OpenSSH server on a free loopback port, for tests, benches and the demo.
 
 Keys are generated with ``ssh-keygen`` in ``workdir``; only public-key login for the current
-user is allowed; the server binds 127.0.0.1 only and is stopped by PID.
+user is allowed; the server binds 127.0.0.1 only, runs in its own process group and is stopped
+by its group id (:class:`~dca_pipeline.demo.processes.ManagedProcess`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dca_pipeline.demo.processes import LOOPBACK, ManagedProcess, free_loopback_port
 
 SSHD_BINARY = Path("/usr/sbin/sshd")
 
@@ -30,7 +30,7 @@ class SshdHandle:
     workdir: Path
     pid: int
     log_path: Path
-    _process: subprocess.Popen[bytes] = field(repr=False)
+    _process: ManagedProcess = field(repr=False)
 
     @property
     def known_host_line(self) -> str:
@@ -40,23 +40,10 @@ class SshdHandle:
 
     def stop(self) -> None:
         """Stop this sshd (its whole session) by PID and reap it."""
-        if self._process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self._process.wait(timeout=5)
+        self._process.stop()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -68,20 +55,12 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
-def _wait_for_banner(
-    host: str, port: int, process: subprocess.Popen[bytes], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sshd exited with status {process.returncode} while starting")
-        try:
-            with socket.create_connection((host, port), timeout=0.5) as conn:
-                if conn.recv(8).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"sshd did not answer on {host}:{port} within {timeout} s")
+def _answers_banner(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as conn:
+            return conn.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def start_sshd(workdir: Path | str, *, start_timeout_s: float = 10.0) -> SshdHandle:
@@ -101,7 +80,7 @@ def start_sshd(workdir: Path | str, *, start_timeout_s: float = 10.0) -> SshdHan
     authorized_keys.write_text(client_public + "\n")
     authorized_keys.chmod(0o600)
 
-    host, port = "127.0.0.1", _free_loopback_port()
+    host, port = LOOPBACK, free_loopback_port()
     config = workdir / "sshd_config"
     config.write_text(
         "\n".join(
@@ -127,14 +106,14 @@ def start_sshd(workdir: Path | str, *, start_timeout_s: float = 10.0) -> SshdHan
         )
     )
     log_path = workdir / "sshd.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(SSHD_BINARY), "-D", "-e", "-f", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    log_path.write_bytes(b"")
+    process = ManagedProcess(
+        [str(SSHD_BINARY), "-D", "-e", "-f", str(config)],
+        log_path=log_path,
+        stop_signal=signal.SIGTERM,
+        signal_group=True,
+        stop_timeout_s=5.0,
+    )
     handle = SshdHandle(
         host=host,
         port=port,
@@ -148,7 +127,12 @@ def start_sshd(workdir: Path | str, *, start_timeout_s: float = 10.0) -> SshdHan
         _process=process,
     )
     try:
-        _wait_for_banner(host, port, process, start_timeout_s)
+        process.wait_ready(
+            lambda: _answers_banner(host, port),
+            timeout_s=start_timeout_s,
+            interval_s=0.05,
+            what=f"sshd on {host}:{port}",
+        )
     except BaseException:
         handle.stop()
         raise

@@ -1,1 +1,0 @@
-"""Real-component harnesses and oracles for tests, benches and the demo."""
