@@ -175,6 +175,35 @@ def sequence_end(c: sa.Connection, days: tuple[date, date] | None) -> SequenceEn
     return SequenceEnd(int(top[0]), last_key, top[1], {}, fixed)
 
 
+#: How far before the last append a tick still looks for changed rows: any ingest
+#: transaction or clock skew shorter than this is covered (correctness never depends on it
+#: being small; only the tick's cost does).
+CHANGE_MARGIN = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a tick must look at so its cost follows new work, not the ledger's age.
+
+    ``changed_since``: validated rows (and quarantine rows) changed since then — every row that
+    can make an allocated cash-out revoked, changed or moved, or a late cash-out due;
+    ``after``: every cash-out after the end of the sequence (in-order candidates);
+    ``days``: every allocation of the run's own days (re-running a day re-judges them all).
+    None everywhere: look at everything (an empty sequence, or a caller that wants it).
+    """
+
+    changed_since: datetime | None = None
+    after: datetime | None = None
+    days: tuple[date, date] | None = None
+
+
+def tick_window(c: sa.Connection, end: SequenceEnd, days: tuple[date, date]) -> Window:
+    last_append = c.execute(sa.select(sa.func.max(_e.c.allocated_at))).scalar()
+    if last_append is None or end.last_key is None:
+        return Window()
+    return Window(last_append - CHANGE_MARGIN, end.last_key[0] - CHANGE_MARGIN, days)
+
+
 def allocation_counts(c: sa.Connection, cash_out_ids: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     ids = sorted(set(cash_out_ids))
@@ -218,25 +247,70 @@ def _landed_columns() -> list[Any]:
     return [*_v.c, _quarantined().label("quarantined"), revision.label("revision")]
 
 
-def unallocated_eligible(c: sa.Connection, start_day: date) -> dict[str, LandedCashOut]:
-    """Eligible landed cash-outs from ``start_day`` on that have no live allocation."""
+def unallocated_eligible(
+    c: sa.Connection, start_day: date, window: Window | None = None
+) -> dict[str, LandedCashOut]:
+    """Eligible landed cash-outs from ``start_day`` on that have no live allocation.
+
+    With a ``window``: only those after the end of the sequence, validated (changed) recently,
+    or on the run's days — the only ones that can be unallocated (an older one was allocated in
+    order when it was due, or its change moved ``validated_at``).
+    """
     live = _e.alias("live")
     has_live = sa.exists().where(live.c.cash_out_id == _v.c.id, _live_condition(live))
-    rows = c.execute(
-        sa.select(*_landed_columns()).where(
-            _v.c.eligible.is_(True), _v.c.business_day >= start_day, ~has_live
-        )
-    ).all()
+    where = [_v.c.eligible.is_(True), _v.c.business_day >= start_day, ~has_live]
+    if window is not None and window.changed_since is not None:
+        recent = [_v.c.validated_at >= window.changed_since, _v.c.event_time >= window.after]
+        if window.days is not None:
+            recent.append(_v.c.business_day.between(*window.days))
+        where.append(sa.or_(*recent))
+    rows = c.execute(sa.select(*_landed_columns()).where(*where)).all()
     return {r.id: _landed(r) for r in rows}
 
 
+def _changed_ids(c: sa.Connection, window: Window) -> list[str]:
+    """Cash-out ids whose validated row or quarantine changed since the window, or that have an
+    allocation on the run's days."""
+    q = s.quarantine
+    ids = set(c.execute(
+        sa.select(_v.c.id).where(_v.c.validated_at >= window.changed_since)
+    ).scalars())
+    ids |= set(c.execute(
+        sa.select(q.c.source_id).where(q.c.source_table == "cash_out_txs",
+                                       q.c.last_seen_at >= window.changed_since)
+    ).scalars())
+    if window.days is not None:
+        ids |= set(c.execute(
+            sa.select(_e.c.cash_out_id).where(
+                _e.c.source_kind == "cash_out", _e.c.business_day.between(*window.days)
+            )
+        ).scalars())
+    return sorted(ids)
+
+
 def differing_live_allocations(
-    c: sa.Connection,
+    c: sa.Connection, window: Window | None = None
 ) -> tuple[dict[str, LiveAllocation], dict[str, LandedCashOut]]:
     """Live allocations whose cash-out's latest landed version is not what they allocated.
 
-    Only those can be revoked, changed or moved (§4a); the rest need no look.
+    Only those can be revoked, changed or moved (§4a); the rest need no look. With a
+    ``window``: only the cash-outs that changed since it, or are allocated on its days.
     """
+    if window is not None and window.changed_since is not None:
+        ids = _changed_ids(c, window)
+        live: dict[str, LiveAllocation] = {}
+        landed: dict[str, LandedCashOut] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            part_live, part_landed = _differing(c, _e.c.cash_out_id.in_(ids[i : i + _IN_CHUNK]))
+            live |= part_live
+            landed |= part_landed
+        return live, landed
+    return _differing(c, sa.true())
+
+
+def _differing(
+    c: sa.Connection, restrict: Any
+) -> tuple[dict[str, LiveAllocation], dict[str, LandedCashOut]]:
     e = _e
     differs = sa.or_(
         _v.c.id.is_(None),
@@ -264,7 +338,7 @@ def differing_live_allocations(
             e.c.inputs_json, *_landed_columns(),
         )
         .select_from(e.outerjoin(_v, _v.c.id == e.c.cash_out_id))
-        .where(_live_condition(e), differs)
+        .where(_live_condition(e), differs, restrict)
     ).all()
     live: dict[str, LiveAllocation] = {}
     landed: dict[str, LandedCashOut] = {}

@@ -208,8 +208,10 @@ def allocate_range(
                 _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
             return outcome
         end = store.sequence_end(c, (start, last_day))
-        live, landed_live = store.differing_live_allocations(c)
-        landed = store.unallocated_eligible(c, start) | landed_live
+        # Only what can have changed: a tick's cost follows new work, not the ledger's age.
+        window = store.tick_window(c, end, (first_day, last_day))
+        live, landed_live = store.differing_live_allocations(c, window)
+        landed = store.unallocated_eligible(c, start, window) | landed_live
         end = store.SequenceEnd(
             end.last_seq, end.last_key, end.last_as_of,
             store.allocation_counts(c, landed), end.fixed_days,
@@ -388,10 +390,11 @@ def due_range(
         start = effective_start(c, start_day)
         if start is None:
             return None
-        unallocated = store.unallocated_eligible(c, start)
+        window = store.tick_window(c, store.sequence_end(c, None), span)
+        unallocated = store.unallocated_eligible(c, start, window)
         if any(x.event_time <= cutoff for x in unallocated.values()):
             return span
-        live, landed = store.differing_live_allocations(c)
+        live, landed = store.differing_live_allocations(c, window)
         moved_reported = set(
             c.execute(
                 sa.select(s.allocation_issues.c.source_id).where(

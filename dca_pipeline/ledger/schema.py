@@ -201,7 +201,8 @@ validated_cash_outs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("eligible", sa.Boolean, nullable=False),
     sa.Column("ineligible_reason", sa.Text, nullable=True),
-    sa.Column("validated_at", UtcDateTime, nullable=False),
+    # Moves only when the validated content changes: what a live tick looks at (0510 index).
+    sa.Column("validated_at", UtcDateTime, nullable=False, index=True),
     sa.CheckConstraint("principal_sats + commission_sats = crypto_atoms", name="sats_add_up"),
     sa.CheckConstraint("fiat_cents >= 0 AND crypto_atoms >= 0", name="non_negative"),
 )
@@ -218,7 +219,7 @@ quarantine = sa.Table(
     sa.Column("raw_row", sa.Text, nullable=False),
     sa.Column("row_sha256", sa.Text, nullable=False),
     sa.Column("first_seen_at", UtcDateTime, nullable=False),
-    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False, index=True),
     # Resolved when a later version of the row validates (or an operator dismisses it).
     sa.Column("resolved_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("source_table", "source_id", "row_sha256"),
@@ -266,7 +267,7 @@ allocation_events = sa.Table(
         unique=True,
     ),
     sa.Column("inputs_json", sa.Text, nullable=False),
-    sa.Column("allocated_at", UtcDateTime, nullable=False),
+    sa.Column("allocated_at", UtcDateTime, nullable=False, index=True),
     sa.Column("dagster_run_id", sa.Text, nullable=True),
     sa.CheckConstraint(
         "source_kind IN ('cash_out', 'fixed', 'fixed_skipped', 'compensation')",

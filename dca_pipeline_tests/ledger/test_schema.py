@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from dca_pipeline.ledger import schema as s
-from dca_pipeline.ledger.sequence import next_seq
 from dca_pipeline.ledger.database import migrate
+from dca_pipeline.ledger.sequence import next_seq
 
 NOW = datetime(2025, 6, 1, 15, 0, tzinfo=UTC)
 
