@@ -1,5 +1,8 @@
 """Checks of ``validated_cash_outs``, evaluated from the ledger in the asset's own step.
 
+The ledger reads and verdicts are :mod:`dca_pipeline.ledger.ingest_checks`; this module only
+turns their outcomes into asset check results.
+
 They run inside the asset (``check_specs``) because they need the run's partition range:
 
 * ``quarantine_report`` (WARN): unresolved quarantined rows of the days, with their reasons.
@@ -17,16 +20,13 @@ They run inside the asset (``check_specs``) because they need the run's partitio
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import date
 
 import dagster as dg
 import sqlalchemy as sa
 
-from dca_pipeline.domain.money import MoneyParseError, parse_cents, parse_integer
-from dca_pipeline.ledger.landing import keying_quarantined_ids
-from dca_pipeline.ledger.schema import lamassu_raw_rows, quarantine, validated_cash_outs
+from dca_pipeline.ledger import ingest_checks
 from dca_pipeline.sources import FetchWindow
 
 VALIDATED_KEY = dg.AssetKey("validated_cash_outs")
@@ -58,14 +58,7 @@ def _days(first_day: str, last_day: str) -> tuple[date, date]:
 def quarantine_report(
     connection: sa.Connection, first_day: str, last_day: str
 ) -> dg.AssetCheckResult:
-    first, last = _days(first_day, last_day)
-    q = quarantine.c
-    rows = connection.execute(
-        sa.select(q.source_table, q.source_id, q.reason).where(
-            q.resolved_at.is_(None),
-            sa.or_(q.business_day.between(first, last), q.business_day.is_(None)),
-        )
-    ).all()
+    rows = ingest_checks.quarantine_report(connection, *_days(first_day, last_day))
     reasons = Counter((r.source_table, r.reason) for r in rows)
     table = ["| table | reason | rows |", "|---|---|---|"] + [
         f"| {t} | {reason[:160].replace('|', '/')} | {n} |"
@@ -88,13 +81,7 @@ def quarantine_report(
 def ticker_deviation(
     connection: sa.Connection, first_day: str, last_day: str
 ) -> dg.AssetCheckResult:
-    first, last = _days(first_day, last_day)
-    v = validated_cash_outs.c
-    rows = connection.execute(
-        sa.select(v.id, v.principal_sats, v.ticker_principal_sats)
-        .where(v.business_day.between(first, last), v.ticker_deviation.is_(True))
-        .order_by(v.id)
-    ).all()
+    rows = ingest_checks.ticker_deviation(connection, *_days(first_day, last_day))
     return dg.AssetCheckResult(
         check_name=TICKER_DEVIATION,
         asset_key=VALIDATED_KEY,
@@ -104,8 +91,11 @@ def ticker_deviation(
             "deviating": len(rows),
             "sample": dg.MetadataValue.json(
                 [
-                    {"id": r.id, "principal_sats": r.principal_sats,
-                     "ticker_principal_sats": r.ticker_principal_sats}
+                    {
+                        "id": r.id,
+                        "principal_sats": r.principal_sats,
+                        "ticker_principal_sats": r.ticker_principal_sats,
+                    }
                     for r in rows[:SAMPLE]
                 ]
             ),  # fmt: skip
@@ -116,68 +106,8 @@ def ticker_deviation(
 def raw_and_validated_reconcile(
     connection: sa.Connection, window: FetchWindow
 ) -> dg.AssetCheckResult:
-    raw, v, q = lamassu_raw_rows.c, validated_cash_outs.c, quarantine.c
-    landed = {
-        r.id: r
-        for r in connection.execute(
-            sa.select(raw.id, raw.row_sha256, raw.row_json).where(
-                raw.source_table == "cash_out_txs",
-                raw.created >= window.start,
-                raw.created < window.end,
-            )
-        )
-    }
-    validated = connection.execute(
-        sa.select(v.id, v.fiat_cents, v.crypto_atoms, v.eligible).where(
-            v.created >= window.start, v.created < window.end
-        )
-    ).all()
-    quarantined_current: set[str] = set()
-    ids = sorted(landed)
-    for start in range(0, len(ids), 2000):
-        chunk = ids[start : start + 2000]
-        for source_id, digest in connection.execute(
-            sa.select(q.source_id, q.row_sha256).where(
-                q.source_table == "cash_out_txs", q.resolved_at.is_(None),
-                q.source_id.in_(chunk),
-            )
-        ):  # fmt: skip
-            if landed[source_id].row_sha256 == digest:
-                quarantined_current.add(source_id)
-    # The latest fetch held the id twice with different content: the older landed version is
-    # not its current one, which is quarantined (it must not be eligible).
-    quarantined_current.update(keying_quarantined_ids(connection) & set(landed))
-
-    counts = Counter(r.id for r in validated)
-    duplicates = sorted(i for i, n in counts.items() if n > 1)
-    validated_by_id = {r.id: r for r in validated}
-    unaccounted = sorted(set(landed) - set(validated_by_id) - quarantined_current)
-    orphans = sorted(set(validated_by_id) - set(landed))
-    still_eligible = sorted(
-        i for i in quarantined_current if i in validated_by_id and validated_by_id[i].eligible
-    )
-    raw_fiat = raw_sats = ok_fiat = ok_sats = 0
-    unreadable: list[str] = []
-    for row_id, row in validated_by_id.items():
-        if row_id in quarantined_current or row_id not in landed:
-            continue
-        values = json.loads(landed[row_id].row_json)
-        try:
-            raw_fiat += parse_cents(values.get("fiat") or "")
-            raw_sats += parse_integer(values.get("crypto_atoms") or "")
-        except MoneyParseError:
-            unreadable.append(row_id)
-        ok_fiat += row.fiat_cents
-        ok_sats += row.crypto_atoms
-    problems = {
-        "duplicate_ids": duplicates,
-        "landed_but_unaccounted": unaccounted,
-        "validated_without_landed_row": orphans,
-        "quarantined_but_eligible": still_eligible,
-        "validated_from_unreadable_raw": unreadable,
-    }
-    totals_match = (raw_fiat, raw_sats) == (ok_fiat, ok_sats)
-    passed = totals_match and not any(problems.values())
+    outcome = ingest_checks.reconcile_raw_and_validated(connection, window.start, window.end)
+    passed = outcome.passed
     return dg.AssetCheckResult(
         check_name=RECONCILE,
         asset_key=VALIDATED_KEY,
@@ -185,14 +115,14 @@ def raw_and_validated_reconcile(
         severity=dg.AssetCheckSeverity.ERROR,
         description=None if passed else "landed and validated cash-outs do not reconcile",
         metadata={
-            "landed": len(landed),
-            "validated": len(validated),
-            "quarantined_current_version": len(quarantined_current),
-            "raw_fiat_cents": raw_fiat,
-            "validated_fiat_cents": ok_fiat,
-            "raw_sats": raw_sats,
-            "validated_sats": ok_sats,
-            **{name: dg.MetadataValue.json(ids[:SAMPLE]) for name, ids in problems.items()},
+            "landed": outcome.landed,
+            "validated": outcome.validated,
+            "quarantined_current_version": outcome.quarantined_current_version,
+            "raw_fiat_cents": outcome.raw_fiat_cents,
+            "validated_fiat_cents": outcome.validated_fiat_cents,
+            "raw_sats": outcome.raw_sats,
+            "validated_sats": outcome.validated_sats,
+            **{name: dg.MetadataValue.json(ids[:SAMPLE]) for name, ids in outcome.problems.items()},
         },
     )
 
