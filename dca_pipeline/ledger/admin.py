@@ -39,6 +39,7 @@ from dca_pipeline.config import ConfigError, config
 from dca_pipeline.domain.money import MoneyParseError, format_cents, parse_cents
 from dca_pipeline.ledger import payout_store
 from dca_pipeline.ledger import schema as s
+from dca_pipeline.ledger.balances import CLIENT_LINE_KINDS, client_balances
 from dca_pipeline.ledger.database import open_ledger
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ LedgerLike: TypeAlias = "LedgerResource | sa.Engine | sa.Connection | str"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 #: Invoice keys are opaque: printable ASCII without spaces (LNbits uses 32 hex digits).
 _KEY = re.compile(r"[\x21-\x7e]{8,512}")
-#: Allocation kinds that spend a client's balance (commission lines do not).
-CLIENT_LINE_KINDS = ("flow", "fixed")
 
 
 # --------------------------------------------------------------------------- errors
@@ -1049,70 +1048,22 @@ def commission_history(ledger: LedgerLike) -> list[CommissionInfo]:
 
 
 # --------------------------------------------------------------------------- balances
-def _sum_by_client(c: sa.Connection, query: sa.Select[Any]) -> dict[str, tuple[int, int]]:
-    # PostgreSQL's sum(bigint) is numeric (Decimal): int() keeps it exact.
-    return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in c.execute(query)}
-
-
 def _balances(
     c: sa.Connection, client_ids: Sequence[str] | None, at: datetime | None
 ) -> list[Balance]:
-    d = s.deposits.c
-    if client_ids is None:
-        client_ids = (
-            c.execute(sa.select(s.clients.c.client_id).order_by(s.clients.c.client_id))
-            .scalars()
-            .all()
+    """:func:`dca_pipeline.ledger.balances.client_balances`, as admin's :class:`Balance`."""
+    return [
+        Balance(
+            client_id=b.client_id,
+            deposited_cents=b.deposited_cents,
+            corrections_cents=b.corrections_cents,
+            pending_cents=b.pending_cents,
+            allocated_cents=b.allocated_cents,
+            allocated_sats=b.allocated_sats,
+            remaining_cents=b.remaining_cents,
         )
-    confirmed = d.status == "confirmed"
-    if at is not None:
-        confirmed = sa.and_(confirmed, d.confirmed_at <= at)
-    deposits = _sum_by_client(
-        c,
-        sa.select(
-            d.client_id,
-            sa.func.sum(
-                sa.case((sa.and_(confirmed, d.kind == "deposit"), d.amount_cents), else_=0)
-            ),
-            sa.func.sum(
-                sa.case((sa.and_(confirmed, d.kind == "correction"), d.amount_cents), else_=0)
-            ),
-        ).group_by(d.client_id),
-    )
-    pending = _sum_by_client(
-        c,
-        sa.select(d.client_id, sa.func.sum(d.amount_cents), sa.literal(0))
-        .where(d.status == "pending")
-        .group_by(d.client_id),
-    )
-    lines = s.allocation_lines.c
-    allocated_query = (
-        sa.select(lines.recipient_id, sa.func.sum(lines.fiat_cents), sa.func.sum(lines.sats))
-        .where(lines.kind.in_(CLIENT_LINE_KINDS))
-        .group_by(lines.recipient_id)
-    )
-    if at is not None:
-        events = s.allocation_events.c
-        allocated_query = allocated_query.join_from(
-            s.allocation_lines, s.allocation_events, lines.source_id == events.source_id
-        ).where(events.event_time <= at)
-    allocated = _sum_by_client(c, allocated_query)
-    result = []
-    for client_id in client_ids:
-        deposited, corrections = deposits.get(client_id, (0, 0))
-        fiat, sats = allocated.get(client_id, (0, 0))
-        result.append(
-            Balance(
-                client_id=client_id,
-                deposited_cents=deposited,
-                corrections_cents=corrections,
-                pending_cents=pending.get(client_id, (0, 0))[0],
-                allocated_cents=fiat,
-                allocated_sats=sats,
-                remaining_cents=deposited + corrections - fiat,
-            )
-        )
-    return result
+        for b in client_balances(c, client_ids, at=at)
+    ]
 
 
 def balances(
