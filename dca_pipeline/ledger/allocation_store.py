@@ -126,14 +126,17 @@ def client_allocated(c: sa.Connection, *, below_seq: int | None = None) -> dict[
         sa.select(totals.c.client_id, totals.c.allocated_cents)
     ).all()}
     if below_seq is not None:
-        tail = c.execute(
-            sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents))
-            .select_from(_l.join(_e, _e.c.source_id == _l.c.source_id))
-            .where(_l.c.kind.in_(CLIENT_KINDS), _e.c.seq >= below_seq)
-            .group_by(_l.c.recipient_id)
-        ).all()
-        for cid, total in tail:
-            out[cid] = out.get(cid, 0) - int(total)
+        # The tail's events by their seq index, then their lines by event: never a join that
+        # a planner could drive from allocation_lines (a scan of the whole ledger).
+        tail = c.execute(sa.select(_e.c.source_id).where(_e.c.seq >= below_seq)).scalars().all()
+        for i in range(0, len(tail), _IN_CHUNK):
+            for cid, total in c.execute(
+                sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents))
+                .where(_l.c.kind.in_(CLIENT_KINDS),
+                       _l.c.source_id.in_(tail[i : i + _IN_CHUNK]))
+                .group_by(_l.c.recipient_id)
+            ).all():
+                out[cid] = out.get(cid, 0) - int(total)
     return out
 
 

@@ -578,16 +578,16 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
     """In sequence order, no client's allocations so far exceed its deposits as of each event.
 
     The events checked are those from the first to the last event of ``days`` in the sequence
-    (late events of other days included). Deposits count at an event's as-of instant, and
-    as-of instants never decrease along the sequence, so between two deposit instants a
-    client's deposits are constant: checking just before each deposit instant inside the span,
-    just before and after each compensation, and at the end checks every event — one
-    aggregate query per boundary instead of a pass over every line.
+    (late events of other days included), starting from the running totals before them.
+    Deposits count at an event's as-of instant, and as-of instants never decrease along the
+    sequence, so between two deposit instants a client's deposits are constant: checking just
+    before each deposit instant inside the span, just before each compensation, and at the end
+    checks every event. The cost follows the span, never the ledger's age.
     """
     if not days:
         return CheckOutcome(True, "nothing to check", {"events_checked": 0})
     first, last = min(days), max(days)
-    e, line = s.allocation_events, s.allocation_lines
+    e = s.allocation_events
     seqs = c.execute(
         sa.select(sa.func.min(e.c.seq), sa.func.max(e.c.seq))
         .where(e.c.business_day.between(first, last))
@@ -595,35 +595,14 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
     if seqs[0] is None:
         return CheckOutcome(True, "no event in the range", {"events_checked": 0})
     lo, hi = int(seqs[0]), int(seqs[1])
-    in_span = e.c.seq.between(lo, hi)
-    events, earliest, latest = c.execute(
-        sa.select(sa.func.count(), sa.func.min(e.c.as_of), sa.func.max(e.c.as_of)).where(in_span)
-    ).one()
-    base = store.client_allocated(c, below_seq=lo)
+    events = c.execute(
+        sa.select(e.c.seq, e.c.source_id, e.c.source_kind, e.c.as_of)
+        .where(e.c.seq.between(lo, hi)).order_by(e.c.seq)
+    ).all()
+    lines = store.lines_of(c, [ev.source_id for ev in events])
+    running = store.client_allocated(c, below_seq=lo)
     deposits = _deposit_timeline(c)
-    compensations = c.execute(
-        sa.select(e.c.seq).where(in_span, e.c.source_kind == "compensation")
-    ).scalars().all()
-    # Boundaries as sequence numbers: "every event numbered below b".
-    boundary_seqs: set[int] = set()
-    deposit_instants = sorted(
-        {t for times, _ in deposits.values() for t in times if earliest < t <= latest}
-    )
-    if deposit_instants:
-        as_of_rows = c.execute(
-            sa.select(e.c.seq, e.c.as_of).where(in_span).order_by(e.c.seq)
-        ).all()
-        as_ofs = [r.as_of for r in as_of_rows]
-        for t in deposit_instants:
-            k = bisect.bisect_left(as_ofs, t)  # first event at or after the deposit
-            if k < len(as_of_rows):
-                boundary_seqs.add(int(as_of_rows[k].seq))
-    for seq in compensations:
-        boundary_seqs |= {int(seq), int(seq) + 1}
-    boundaries: list[int | None] = [*sorted(b for b in boundary_seqs if lo < b <= hi), None]
-    as_of_at = dict(c.execute(sa.select(e.c.seq, e.c.as_of).where(
-        e.c.seq.in_([b for b in boundaries if b is not None] or [-1])
-    )).all())
+    deposit_instants = sorted({t for times, _ in deposits.values() for t in times})
 
     def deposited(client_id: str, instant: datetime) -> int:
         times, totals = deposits.get(client_id, ([], []))
@@ -631,34 +610,35 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
         return totals[i - 1] if i else 0
 
     bad: list[str] = []
-    for boundary in boundaries:
-        query = (
-            sa.select(line.c.recipient_id, sa.func.sum(line.c.fiat_cents))
-            .select_from(line.join(e, e.c.source_id == line.c.source_id))
-            .where(line.c.kind.in_(CLIENT_KINDS), e.c.seq >= lo)
-            .group_by(line.c.recipient_id)
-        )
-        query = query.where(e.c.seq < boundary if boundary is not None else e.c.seq <= hi)
-        # The last event counted is at its as-of instant: deposits by then may be spent.
-        if boundary is None:
-            instant = latest
-        else:
-            previous = c.execute(sa.select(e.c.as_of).where(e.c.seq == boundary - 1)).scalar()
-            instant = previous or as_of_at.get(boundary) or latest
-        for client_id, total in c.execute(query).all():
-            allocated = base.get(client_id, 0) + int(total)
+    touched: set[str] = set()
+
+    def check(instant: datetime, where: str) -> None:
+        for client_id in sorted(touched):
             limit = deposited(client_id, instant)
-            if allocated > limit:
-                where = f"before event {boundary}" if boundary else f"by event {hi}"
-                bad.append(
-                    f"{client_id}: {allocated} allocated {where}, above the {limit} deposited "
-                    f"by {instant.isoformat()}"
-                )
+            if running.get(client_id, 0) > limit:
+                bad.append(f"{client_id}: {running[client_id]} allocated {where}, above the "
+                           f"{limit} deposited by {instant.isoformat()}")
+        touched.clear()
+
+    for n, ev in enumerate(events):
+        if ev.source_kind == "compensation" and touched and n:
+            check(events[n - 1].as_of, f"before event {ev.seq}")
+        for x in lines.get(ev.source_id, ()):
+            if x.kind in CLIENT_KINDS and x.recipient_id is not None:
+                running[x.recipient_id] = running.get(x.recipient_id, 0) + x.fiat_cents
+                touched.add(x.recipient_id)
+        following = events[n + 1].as_of if n + 1 < len(events) else None
+        crosses = following is not None and any(
+            ev.as_of < t <= following
+            for t in deposit_instants[bisect.bisect_right(deposit_instants, ev.as_of):][:1]
+        )
+        if following is None or crosses:
+            check(ev.as_of, f"by event {ev.seq}")
     return CheckOutcome(
         not bad,
         "no client received more than its remaining balance" if not bad
         else "\n".join(bad[:MAX_DIFF_LINES]),
-        {"events_checked": int(events), "violations": len(bad)},
+        {"events_checked": len(events), "violations": len(bad)},
     )
 
 
