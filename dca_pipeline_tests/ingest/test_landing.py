@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from dca_pipeline.ledger.landing import _bulk_insert, row_json, row_jsons
+from dca_pipeline.ledger.bulk import insert_rows
+from dca_pipeline.ledger.landing import row_json, row_jsons
 from dca_pipeline.ledger.schema import lamassu_raw_rows
 
 
@@ -22,7 +23,7 @@ def test_bulk_insert_stores_what_the_typed_insert_stores(ledger) -> None:  # typ
     moment = datetime(2025, 6, 9, 13, 12, 42, 40933, tzinfo=timezone(timedelta(hours=-6)))
     with ledger.begin() as connection:
         connection.execute(lamassu_raw_rows.insert(), [_row("typed", moment)])
-        _bulk_insert(connection, lamassu_raw_rows, [_row("bulk", moment)])
+        insert_rows(connection, lamassu_raw_rows, [_row("bulk", moment)])
         stored = {
             r[0]: tuple(r[1:])
             for r in connection.execute(
@@ -70,8 +71,8 @@ def test_bulk_insert_keeps_null_and_empty_text_apart(ledger) -> None:  # type: i
         for cid, name in (("none", None), ("empty", ""), ("text", 'a,"b"\nc'))
     ]  # fmt: skip
     with ledger.begin() as connection:
-        _bulk_insert(connection, clients, rows[:1])  # COPY on PostgreSQL
-        _bulk_insert(connection, clients, rows[1:])  # an empty text: the generic path
+        insert_rows(connection, clients, rows[:1])  # COPY on PostgreSQL
+        insert_rows(connection, clients, rows[1:])  # an empty text: the generic path
         stored = dict(
             connection.execute(sa.select(clients.c.client_id, clients.c.display_name)).all()
         )
