@@ -34,7 +34,7 @@ from dca_pipeline.domain.sequence import (
     replay,
 )
 from dca_pipeline.ledger import allocation_store as store
-from dca_pipeline.ledger import landing
+from dca_pipeline.ledger import balances, landing
 from dca_pipeline.ledger import schema as s
 from dca_pipeline.ledger.allocation_store import AllocationConflict, LedgerInputs, load_inputs
 
@@ -202,7 +202,10 @@ def allocate_range(
     with engine.connect() as c:
         start = effective_start(c, start_day)
         outcome.start_day = start
-        if start is None or start > last_day:
+        # A run whose days all lie before the effective start still takes every pending
+        # compensation and late event (§4a "One run"); only with no start at all (no sale,
+        # no allocation ever) is there nothing to do.
+        if start is None:
             outcome.plan = RunPlan()
             if not dry_run:
                 _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
@@ -254,7 +257,9 @@ def _landed_bound(
     """Up to when every fetch since the start has landed (§4a "Due"); refuses unfetched days."""
     if c.execute(sa.select(sa.func.count()).select_from(s.lamassu_fetches)).scalar_one() == 0:
         return given
-    start = effective_start(c, start_day) or first_day
+    # Coverage is measured from the sequence's start, or from the run's first day when that is
+    # earlier: days after the run's last day are not this run's business.
+    start = min(effective_start(c, start_day) or first_day, first_day)
     bound = landing.landed_through(c, rules.day_start_utc(start))
     if bound is None:
         raise AllocationRefused(
@@ -643,23 +648,12 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
 
 
 def client_balances(c: sa.Connection) -> list[tuple[str, int, int, int]]:
-    """(client_id, confirmed deposits incl. corrections, allocated flow+fixed, remaining) now."""
-    d = s.deposits
-    deposited = dict(
-        c.execute(
-            sa.select(d.c.client_id, sa.func.sum(d.c.amount_cents))
-            .where(d.c.status == "confirmed")
-            .group_by(d.c.client_id)
-        ).all()
-    )
-    # The running totals (kept with every line), not a pass over every line.
-    allocated = store.client_allocated(c)
-    ids = sorted(set(c.execute(sa.select(s.clients.c.client_id)).scalars()))
-    out = []
-    for client_id in ids:
-        dep, alloc = int(deposited.get(client_id) or 0), int(allocated.get(client_id) or 0)
-        out.append((client_id, dep, alloc, dep - alloc))
-    return out
+    """(client_id, confirmed deposits incl. corrections, allocated flow+fixed, remaining) now:
+    the one balance query (:func:`dca_pipeline.ledger.balances.client_balances`)."""
+    return [
+        (b.client_id, b.confirmed_cents, b.allocated_cents, b.remaining_cents)
+        for b in balances.client_balances(c)
+    ]
 
 
 def check_running_totals(c: sa.Connection) -> CheckOutcome:

@@ -1,8 +1,9 @@
 """The one balance query: per client, confirmed deposits, what was allocated, what remains.
 
 remaining = confirmed deposits incl. corrections − Σ fiat of the client's flow + fixed lines
-(business-rules §4). Pending deposits are reported, never counted. The admin API, the money
-checks and the CLI all read it from here.
+(business-rules §4), that Σ read from the running totals (``client_allocated_totals``).
+Pending deposits are reported, never counted. The admin API, the money checks and the CLI all
+read it from here.
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ def client_balances(
         .group_by(d.client_id),
     )
     lines = s.allocation_lines.c
-    allocated_query = (
-        sa.select(lines.recipient_id, sa.func.sum(lines.fiat_cents), sa.func.sum(lines.sats))
-        .where(lines.kind.in_(CLIENT_LINE_KINDS))
-        .group_by(lines.recipient_id)
-    )
+    totals = s.client_allocated_totals.c
+    # Now: the running totals the database keeps with every line (never a pass over the
+    # ledger); at an instant: the lines of the events up to it.
+    allocated_query = sa.select(totals.client_id, totals.allocated_cents, totals.allocated_sats)
     if at is not None:
+        allocated_query = (
+            sa.select(lines.recipient_id, sa.func.sum(lines.fiat_cents), sa.func.sum(lines.sats))
+            .where(lines.kind.in_(CLIENT_LINE_KINDS))
+            .group_by(lines.recipient_id)
+        )
         events = s.allocation_events.c
         allocated_query = allocated_query.join_from(
             s.allocation_lines, s.allocation_events, lines.source_id == events.source_id

@@ -339,6 +339,7 @@ client_allocated_totals = sa.Table(
     metadata,
     sa.Column("client_id", sa.Text, primary_key=True),
     sa.Column("allocated_cents", Money, nullable=False),
+    sa.Column("allocated_sats", Money, nullable=False),
     sa.Column("lines", Money, nullable=False),
 )
 

@@ -25,14 +25,14 @@ in its final form and materializes the whole range. The property:
 * when nothing arrived late (generated so, or no late/revoked/changed/moved report) the ledger
   equals ``simulate`` on the final export (lines in order, and balances).
 
-Two product bugs found with this harness are pinned by strict xfails at the end of this module;
-the property lets exactly their signatures pass (:data:`KNOWN_BUGS`) and checks the rest.
+Two product bugs this harness found (a run refused for a day after its last one; a run before
+the effective start skipping pending late events) are fixed; their minimal examples are the two
+regression tests at the end of this module, and the property lets no failure pass.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -77,24 +77,8 @@ def template_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
-def refused_for_a_later_unfetched_day(message: str, first: date, last: date) -> bool:
-    """Bug 1 (:func:`test_run_over_fetched_days_is_not_refused_for_the_day_after_them`): the
-    property lets that refusal pass (nothing was written; the next tick goes on) only when it
-    names a day after the run's last day (and nothing before the run is due)."""
-    found = re.match(r"no fetch has landed (\d{4}-\d{2}-\d{2}) yet", message)
-    return found is not None and date.fromisoformat(found.group(1)) > last
-
-
-def skipped_before_the_effective_start(outcome: al.RangeOutcome, first: date, last: date) -> bool:
-    """Bug 2 (:func:`test_run_before_the_effective_start_takes_pending_late_cash_outs`): a run
-    whose days all lie before the effective start returns without taking the pending late
-    cash-outs and compensations (of later days; a later run takes them)."""
-    return outcome.start_day is not None and outcome.start_day > last
-
-
-KNOWN_BUGS = KnownBugs(
-    refusal=refused_for_a_later_unfetched_day, incomplete=skipped_before_the_effective_start
-)
+#: Nothing is let through any more (both bugs are fixed); kept as the hook for the next one.
+KNOWN_BUGS = KnownBugs()
 
 
 def _no_fsync(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -274,16 +258,6 @@ def test_arrival_timelines_keep_the_ledger_whole_postgres(fresh_pg_database, sc:
 
 
 # --------------------------------------------------------------------------- bugs found
-@pytest.mark.xfail(
-    strict=True,
-    raises=al.AllocationRefused,
-    reason=(
-        "allocations._landed_bound checks the landed coverage from the effective start before "
-        "allocate_range's own `start > last_day` return: when the first eligible cash-out ever was "
-        "created before midnight and dispensed after it (business day after the run's last day, "
-        "never fetched), a run over fetched days is refused 'no fetch has landed <next day> yet'"
-    ),
-)
 def test_run_over_fetched_days_is_not_refused_for_the_day_after_them(template_ledger) -> None:  # type: ignore[no-untyped-def]
     """Minimal example the property found (§4a Due / One run).
 
@@ -332,16 +306,6 @@ def test_run_over_fetched_days_is_not_refused_for_the_day_after_them(template_le
             engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "allocations.allocate_range returns early when the effective start is after last_day "
-        "(`if start is None or start > last_day: return outcome`), before planning: pending "
-        "late cash-outs and compensations are not taken, although §4a One run says a run takes "
-        "them whatever days it was asked for"
-    ),
-)
 def test_run_before_the_effective_start_takes_pending_late_cash_outs(template_ledger) -> None:  # type: ignore[no-untyped-def]
     """Minimal example of what the property's "One run" check flags (§4a Late / One run).
 

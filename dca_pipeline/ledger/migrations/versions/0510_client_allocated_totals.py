@@ -30,23 +30,26 @@ def upgrade() -> None:
         "client_allocated_totals",
         sa.Column("client_id", sa.Text(), nullable=False),
         sa.Column("allocated_cents", Money, nullable=False),
+        sa.Column("allocated_sats", Money, nullable=False),
         sa.Column("lines", Money, nullable=False),
         sa.PrimaryKeyConstraint("client_id", name=op.f("pk_client_allocated_totals")),
     )
     op.execute(
-        "INSERT INTO client_allocated_totals (client_id, allocated_cents, lines) "
-        "SELECT recipient_id, SUM(fiat_cents), COUNT(*) FROM allocation_lines "
+        "INSERT INTO client_allocated_totals (client_id, allocated_cents, allocated_sats, lines) "
+        "SELECT recipient_id, SUM(fiat_cents), SUM(sats), COUNT(*) FROM allocation_lines "
         "WHERE kind IN ('flow', 'fixed') GROUP BY recipient_id"
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "CREATE OR REPLACE FUNCTION dca_add_client_totals() RETURNS trigger AS $$ BEGIN "
-            "INSERT INTO client_allocated_totals (client_id, allocated_cents, lines) "
-            "SELECT recipient_id, SUM(fiat_cents), COUNT(*) FROM new_lines "
+            "INSERT INTO client_allocated_totals (client_id, allocated_cents, allocated_sats, "
+            "lines) SELECT recipient_id, SUM(fiat_cents), SUM(sats), COUNT(*) FROM new_lines "
             "WHERE kind IN ('flow', 'fixed') GROUP BY recipient_id "
             "ON CONFLICT (client_id) DO UPDATE SET "
             "allocated_cents = client_allocated_totals.allocated_cents "
-            "+ EXCLUDED.allocated_cents, lines = client_allocated_totals.lines + EXCLUDED.lines; "
+            "+ EXCLUDED.allocated_cents, "
+            "allocated_sats = client_allocated_totals.allocated_sats + EXCLUDED.allocated_sats, "
+            "lines = client_allocated_totals.lines + EXCLUDED.lines; "
             "RETURN NULL; END; $$ LANGUAGE plpgsql"
         )
         op.execute(
@@ -58,10 +61,11 @@ def upgrade() -> None:
         op.execute(
             "CREATE TRIGGER allocation_lines_client_totals AFTER INSERT ON allocation_lines "
             "WHEN NEW.kind IN ('flow', 'fixed') BEGIN "
-            "INSERT INTO client_allocated_totals (client_id, allocated_cents, lines) "
-            "VALUES (NEW.recipient_id, NEW.fiat_cents, 1) "
+            "INSERT INTO client_allocated_totals (client_id, allocated_cents, allocated_sats, "
+            "lines) VALUES (NEW.recipient_id, NEW.fiat_cents, NEW.sats, 1) "
             "ON CONFLICT (client_id) DO UPDATE SET "
             "allocated_cents = allocated_cents + excluded.allocated_cents, "
+            "allocated_sats = allocated_sats + excluded.allocated_sats, "
             "lines = lines + 1; END"
         )
     # What a live tick looks up instead of scanning: the sequence's end, and what changed.
