@@ -262,13 +262,23 @@ def unallocated_eligible(
     live = _e.alias("live")
     has_live = sa.exists().where(live.c.cash_out_id == _v.c.id, _live_condition(live))
     where = [_v.c.eligible.is_(True), _v.c.business_day >= start_day, ~has_live]
-    if window is not None and window.changed_since is not None:
-        recent = [_v.c.validated_at >= window.changed_since, _v.c.event_time >= window.after]
-        if window.days is not None:
-            recent.append(_v.c.business_day.between(*window.days))
-        where.append(sa.or_(*recent))
-    rows = c.execute(sa.select(*_landed_columns()).where(*where)).all()
-    return {r.id: _landed(r) for r in rows}
+    if window is None or window.changed_since is None:
+        rows = c.execute(sa.select(*_landed_columns()).where(*where)).all()
+        return {r.id: _landed(r) for r in rows}
+    # Each condition on its own index (an OR of them would scan the table), then the rows.
+    recent = [_v.c.validated_at >= window.changed_since, _v.c.event_time >= window.after]
+    if window.days is not None:
+        recent.append(_v.c.business_day.between(*window.days))
+    ids: set[str] = set()
+    for condition in recent:
+        ids |= set(c.execute(sa.select(_v.c.id).where(condition)).scalars())
+    wanted = sorted(ids)
+    out: dict[str, LandedCashOut] = {}
+    for i in range(0, len(wanted), _IN_CHUNK):
+        rows = c.execute(sa.select(*_landed_columns()).where(
+            *where, _v.c.id.in_(wanted[i : i + _IN_CHUNK]))).all()
+        out |= {r.id: _landed(r) for r in rows}
+    return out
 
 
 def _changed_ids(c: sa.Connection, window: Window) -> list[str]:
