@@ -104,7 +104,9 @@ def seed(
             add_client(c, cid, mode="fixed", daily_limit_cents=rng.choice([5_000, 20_000]),
                        effective_at=SINCE)
             deposit(c, f"d-{cid}", cid, rng.randint(10**6, 10**7), SINCE)
-        rows = [cash_out_row("tx-eve", RULES.day_start_utc(first) - timedelta(hours=3),
+        # Early on the first day, so its fixed run (09:00) has a reference rate (§5); on the
+        # day before it would be a day the sequence must allocate first (§4a).
+        rows = [cash_out_row("tx-eve", RULES.day_start_utc(first) + timedelta(minutes=30),
                              100_000, 13_000_000)]
         for d in range(days):
             start = RULES.day_start_utc(first + timedelta(days=d))

@@ -34,7 +34,7 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 def _tick(engine, day: date) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     outcome = al.allocate_range(engine, RULES, day, day, now=NOW, settle_minutes=15,
-                                start_day=FIRST - timedelta(days=1))
+                                start_day=FIRST)
     with engine.connect() as c:
         al.range_summary(c, day, day)
         balances = al.client_balances(c)
@@ -56,9 +56,9 @@ def measure(kind: str, age: int, ticks: int, per_day: int, flow: int, fixed: int
         seed(ledger, FIRST, age + ticks, per_day, flow, fixed)
         engine = ledger.engine()
         built = time.perf_counter()
-        al.allocate_range(engine, RULES, FIRST - timedelta(days=1),
+        al.allocate_range(engine, RULES, FIRST,
                           FIRST + timedelta(days=age - 1), now=NOW, settle_minutes=15,
-                          start_day=FIRST - timedelta(days=1))
+                          start_day=FIRST)
         built = time.perf_counter() - built
         if kind == "postgres":
             # What autovacuum does after a bulk load on a real server: without statistics the

@@ -140,6 +140,19 @@ def client_allocated(c: sa.Connection, *, below_seq: int | None = None) -> dict[
     return out
 
 
+def client_fiat_of_events(c: sa.Connection, event_ids: Sequence[str]) -> dict[str, int]:
+    """Σ flow + fixed fiat per client over the lines of these events (one aggregate a chunk)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(event_ids), _IN_CHUNK):
+        for cid, total in c.execute(
+            sa.select(_l.c.recipient_id, sa.func.sum(_l.c.fiat_cents))
+            .where(_l.c.kind.in_(CLIENT_KINDS), _l.c.source_id.in_(event_ids[i : i + _IN_CHUNK]))
+            .group_by(_l.c.recipient_id)
+        ).all():
+            out[cid] = out.get(cid, 0) + int(total)
+    return out
+
+
 def client_allocated_from_lines(c: sa.Connection) -> dict[str, int]:
     """The same Σ re-added from every line: what the running totals must equal (off-path)."""
     rows = c.execute(

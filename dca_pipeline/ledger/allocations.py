@@ -25,7 +25,6 @@ from dca_pipeline.domain.commission import TOTAL_BASIS_POINTS
 from dca_pipeline.domain.engine import AllocationResult, CommissionTimeline
 from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.domain.sequence import (
-    CLIENT_KINDS,
     Report,
     RunPlan,
     changed_fields,
@@ -604,7 +603,6 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
         sa.select(e.c.seq, e.c.source_id, e.c.source_kind, e.c.as_of)
         .where(e.c.seq.between(lo, hi)).order_by(e.c.seq)
     ).all()
-    lines = store.lines_of(c, [ev.source_id for ev in events])
     running = store.client_allocated(c, below_seq=lo)
     deposits = _deposit_timeline(c)
     deposit_instants = sorted({t for times, _ in deposits.values() for t in times})
@@ -614,31 +612,29 @@ def check_no_client_above_remaining(c: sa.Connection, days: Sequence[date]) -> C
         i = bisect.bisect_right(times, instant)
         return totals[i - 1] if i else 0
 
-    bad: list[str] = []
-    touched: set[str] = set()
-
-    def check(instant: datetime, where: str) -> None:
-        for client_id in sorted(touched):
-            limit = deposited(client_id, instant)
-            if running.get(client_id, 0) > limit:
-                bad.append(f"{client_id}: {running[client_id]} allocated {where}, above the "
-                           f"{limit} deposited by {instant.isoformat()}")
-        touched.clear()
-
+    # Segments of consecutive events within which no deposit instant falls and no
+    # compensation lowers an allocation: checking at each segment's end checks every event.
+    segments: list[list[Any]] = [[]]
     for n, ev in enumerate(events):
-        if ev.source_kind == "compensation" and touched and n:
-            check(events[n - 1].as_of, f"before event {ev.seq}")
-        for x in lines.get(ev.source_id, ()):
-            if x.kind in CLIENT_KINDS and x.recipient_id is not None:
-                running[x.recipient_id] = running.get(x.recipient_id, 0) + x.fiat_cents
-                touched.add(x.recipient_id)
+        if ev.source_kind == "compensation" and segments[-1]:
+            segments.append([])
+        segments[-1].append(ev)
         following = events[n + 1].as_of if n + 1 < len(events) else None
-        crosses = following is not None and any(
-            ev.as_of < t <= following
-            for t in deposit_instants[bisect.bisect_right(deposit_instants, ev.as_of):][:1]
-        )
-        if following is None or crosses:
-            check(ev.as_of, f"by event {ev.seq}")
+        k = bisect.bisect_right(deposit_instants, ev.as_of)
+        if following is not None and k < len(deposit_instants) and (
+            deposit_instants[k] <= following
+        ):
+            segments.append([])
+    bad: list[str] = []
+    for segment in (seg for seg in segments if seg):
+        touched = store.client_fiat_of_events(c, [ev.source_id for ev in segment])
+        instant, last_seq = segment[-1].as_of, segment[-1].seq
+        for client_id in sorted(touched):
+            running[client_id] = running.get(client_id, 0) + touched[client_id]
+            limit = deposited(client_id, instant)
+            if running[client_id] > limit:
+                bad.append(f"{client_id}: {running[client_id]} allocated by event {last_seq}, "
+                           f"above the {limit} deposited by {instant.isoformat()}")
     return CheckOutcome(
         not bad,
         "no client received more than its remaining balance" if not bad
