@@ -382,8 +382,8 @@ def plan_run(
     last_key = end.last_key
     late = [c for c in candidates if last_key is not None and c[0] <= last_key]
     in_order = [c for c in candidates if last_key is None or c[0] > last_key]
-    in_order = [c for c in in_order if _day_of(c[1], rules) <= last_day]
-    before = [_day_of(c[1], rules) for c in in_order if _day_of(c[1], rules) < first_day]
+    in_order = [c for c in in_order if _day_of(c[1]) <= last_day]
+    before = [_day_of(c[1]) for c in in_order if _day_of(c[1]) < first_day]
     if before:
         plan.refusal = (
             f"{min(before)} has due events that are not allocated yet: materialize from "
@@ -444,7 +444,7 @@ def plan_run(
     return plan
 
 
-def _day_of(payload: LandedCashOut | date, rules: BusinessRules) -> date:
+def _day_of(payload: LandedCashOut | date) -> date:
     return payload.business_day if isinstance(payload, LandedCashOut) else payload
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -384,7 +384,7 @@ def _differing(
         )
     lines = lines_of(c, [x.event_id for x in live.values()])
     live = {
-        cid: LiveAllocation(**{**x.__dict__, "lines": tuple(lines.get(x.event_id, ()))})
+        cid: replace(x, lines=tuple(lines.get(x.event_id, ())))
         for cid, x in live.items()
     }
     return live, landed

@@ -122,38 +122,34 @@ def replay_range(
             return 0, []
         before = store.client_allocated(c, below_seq=events[0].seq)
     book = store.new_book(inputs, before)
-    diffs, recomputed = replay(events, book, CommissionTimeline(inputs.commission_versions))
+    commission = CommissionTimeline(inputs.commission_versions)
+    diffs, recomputed = replay(events, book, commission)
     for event, lines in zip(events, recomputed, strict=True):
         # The wallet each line is paid to is part of "the same line" too.
-        diffs += _wallet_diffs(event, lines, inputs)
+        diffs += _wallet_diffs(event, lines, inputs, commission)
     return len(events), diffs
 
 
-def _wallet_diffs(event: Any, recomputed: Sequence[Any], inputs: LedgerInputs) -> list[str]:
+def _wallet_diffs(
+    event: Any, recomputed: Sequence[Any], inputs: LedgerInputs, commission: CommissionTimeline
+) -> list[str]:
     if event.kind == "compensation":
         expected = [x.wallet_id for x in event.reversed_lines]
     else:
-        version = ""
-        expected = []
-        for kind, recipient, _fiat, _sats in recomputed:
-            if recipient is None:
-                expected.append(None)
-            elif kind == "commission":
-                if not version:
-                    version = next(iter(_version_of(event, inputs)), "")
-                expected.append(inputs.recipient_wallets.get(version, {}).get(recipient))
-            else:
-                expected.append(inputs.client_wallets.get(recipient))
+        version = commission.at(event.event_time)
+        recipients = (
+            inputs.recipient_wallets.get(version.effective_at.isoformat(), {}) if version else {}
+        )
+        expected = [
+            None if recipient is None
+            else recipients.get(recipient) if kind == "commission"
+            else inputs.client_wallets.get(recipient)
+            for kind, recipient, _fiat, _sats in recomputed
+        ]
     stored = [x.wallet_id for x in event.lines]
     if len(stored) != len(expected) or stored == expected:
         return []
     return [f"event {event.seq} {event.event_id}: line wallets ledger {stored} != {expected}"]
-
-
-def _version_of(event: Any, inputs: LedgerInputs) -> list[str]:
-    times = sorted(inputs.recipient_wallets)
-    found = [t for t in times if datetime.fromisoformat(t) <= event.event_time]
-    return [found[-1]] if found else []
 
 
 def allocate_range(
@@ -188,8 +184,9 @@ def allocate_range(
     outcome = RangeOutcome(first_day, last_day)
     with engine.connect() as c:
         inputs = load_inputs(c)
+        start = effective_start(c, start_day)
         if only_landed:
-            landed_through = _landed_bound(c, rules, start_day, first_day, landed_through)
+            landed_through = _landed_bound(c, rules, start, first_day, landed_through)
     cutoff = now - timedelta(minutes=settle_minutes)
     if landed_through is not None:
         cutoff = min(cutoff, landed_through)
@@ -198,9 +195,8 @@ def allocate_range(
         if not dry_run:
             _sync_mismatch(engine, first_day, last_day, outcome, now, run_id)
         return outcome
+    outcome.start_day = start
     with engine.connect() as c:
-        start = effective_start(c, start_day)
-        outcome.start_day = start
         # A run whose days all lie before the effective start still takes every pending
         # compensation and late event (§4a "One run"); only with no start at all (no sale,
         # no allocation ever) is there nothing to do.
@@ -250,19 +246,29 @@ def allocate_range(
 
 
 def _landed_bound(
-    c: sa.Connection, rules: BusinessRules, start_day: date | None, first_day: date,
+    c: sa.Connection, rules: BusinessRules, start: date | None, first_day: date,
     given: datetime | None,
 ) -> datetime | None:
-    """Up to when every fetch since the start has landed (§4a "Due"); refuses unfetched days."""
-    if c.execute(sa.select(sa.func.count()).select_from(s.lamassu_fetches)).scalar_one() == 0:
+    """Up to when every fetch since the start has landed (§4a "Due"); refuses unfetched days.
+
+    ``start``: the sequence's effective start. Coverage is measured from it, or from the run's
+    first day when that is earlier (days after the run's last day are not this run's
+    business). Windows are never deleted, so coverage only grows: it is merged from the latest
+    as-of already allocated (it was landed when it was allocated), not from the start — the
+    cost follows the fetches since then, not the ledger's age.
+    """
+    if c.execute(sa.select(s.lamassu_fetches.c.fetch_id).limit(1)).first() is None:
         return given
-    # Coverage is measured from the sequence's start, or from the run's first day when that is
-    # earlier: days after the run's last day are not this run's business.
-    start = min(effective_start(c, start_day) or first_day, first_day)
-    bound = landing.landed_through(c, rules.day_start_utc(start))
+    begin = rules.day_start_utc(min(start or first_day, first_day))
+    allocated = c.execute(sa.select(sa.func.max(s.allocation_events.c.as_of))).scalar()
+    anchor = max(begin, allocated) if allocated is not None else begin
+    bound = landing.landed_through(c, anchor)
+    if bound is None and anchor > begin:
+        bound = anchor  # covered up to the last allocated instant, and nothing after it yet
     if bound is None:
+        day = rules.business_day(begin)
         raise AllocationRefused(
-            f"no fetch has landed {start} yet: ingest from {start} first (nothing was written)"
+            f"no fetch has landed {day} yet: ingest from {day} first (nothing was written)"
         )
     if rules.day_start_utc(first_day) >= bound:
         missing = rules.business_day(bound)
@@ -698,18 +704,6 @@ def check_commission_basis_points(c: sa.Connection) -> CheckOutcome:
             f"version {vid} sums to {total} bp" for vid, total in bad
         ),
         {"versions": len(rows), "wrong": len(bad)},
-    )
-
-
-def check_open_issues(c: sa.Connection, kinds: Sequence[str], what: str) -> CheckOutcome:
-    rows = open_issues(c, kinds)
-    return CheckOutcome(
-        not rows,
-        f"no open {what}" if not rows else "\n".join(
-            f"issue {r.issue_id} ({r.kind}, {r.business_day}): {r.detail}"
-            for r in rows[:MAX_DIFF_LINES]
-        ),
-        {"open_issues": len(rows)},
     )
 
 
