@@ -391,17 +391,29 @@ def _differing(
 
 
 def lines_of(c: sa.Connection, event_ids: Sequence[str]) -> dict[str, list[StoredLine]]:
+    """The lines of these events, each event's in line_no order.
+
+    Looked up by event id (the (source_id, line_no) index), a chunk at a time, as plain driver
+    tuples: a join from a seq range may be planned as a scan of every line, and building
+    10⁵–10⁶ SQLAlchemy rows costs seconds.
+    """
     out: dict[str, list[StoredLine]] = defaultdict(list)
     ids = sorted(set(event_ids))
+    days: dict[Any, date] = {}
     for i in range(0, len(ids), _IN_CHUNK):
-        rows = c.execute(
-            sa.select(_l.c.source_id, _l.c.line_id, _l.c.line_no, _l.c.kind, _l.c.recipient_id,
-                      _l.c.wallet_id, _l.c.fiat_cents, _l.c.sats, _l.c.business_day)
-            .where(_l.c.source_id.in_(ids[i : i + _IN_CHUNK]))
-            .order_by(_l.c.source_id, _l.c.line_no)
-        ).all()
+        chunk = ids[i : i + _IN_CHUNK]
+        rows = _raw_rows(
+            c,
+            "SELECT source_id, line_id, line_no, kind, recipient_id, wallet_id, fiat_cents, "
+            f"sats, business_day FROM allocation_lines WHERE source_id IN "
+            f"({', '.join('?' for _ in chunk)}) ORDER BY source_id, line_no",
+            chunk,
+        )
         for r in rows:
-            out[r.source_id].append(StoredLine(*r[1:]))
+            day = days.get(r[8])
+            if day is None:
+                day = days[r[8]] = r[8] if isinstance(r[8], date) else date.fromisoformat(r[8])
+            out[r[0]].append(StoredLine(r[1], r[2], r[3], r[4], r[5], r[6], r[7], day))
     return out
 
 
@@ -449,7 +461,7 @@ def stored_events(c: sa.Connection, first: date, last: date) -> list[StoredEvent
     rows = c.execute(
         sa.select(_e).where(_e.c.seq.between(span[0], span[1])).order_by(_e.c.seq)
     ).all()
-    lines = _lines_by_event(c, int(span[0]), int(span[1]))
+    lines = lines_of(c, [r.source_id for r in rows])
     reversed_ids = [r.compensates_source_id for r in rows if r.compensates_source_id]
     reversed_lines = lines_of(c, reversed_ids)
     out = []
@@ -467,29 +479,6 @@ def stored_events(c: sa.Connection, first: date, last: date) -> list[StoredEvent
             rate=rate, max_daily_cents=inputs.get("rules", {}).get("max_daily_cents"),
             reversed_lines=tuple(reversed_lines.get(r.compensates_source_id or "", ())),
         ))
-    return out
-
-
-def _lines_by_event(
-    c: sa.Connection, first_seq: int, last_seq_: int
-) -> dict[str, list[StoredLine]]:
-    rows = _raw_rows(
-        c,
-        "SELECT l.source_id, l.line_id, l.line_no, l.kind, l.recipient_id, l.wallet_id, "
-        "l.fiat_cents, l.sats, l.business_day FROM allocation_lines l "
-        "JOIN allocation_events e ON e.source_id = l.source_id "
-        "WHERE e.seq BETWEEN ? AND ? ORDER BY l.line_id",
-        (first_seq, last_seq_),
-    )
-    out: dict[str, list[StoredLine]] = defaultdict(list)
-    days: dict[Any, date] = {}
-    for r in rows:
-        day = days.get(r[8])
-        if day is None:
-            day = days[r[8]] = r[8] if isinstance(r[8], date) else date.fromisoformat(r[8])
-        out[r[0]].append(StoredLine(r[1], r[2], r[3], r[4], r[5], r[6], r[7], day))
-    for event_lines in out.values():
-        event_lines.sort(key=lambda x: x.line_no)
     return out
 
 
