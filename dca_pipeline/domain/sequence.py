@@ -279,6 +279,22 @@ def changed_fields(live: LiveAllocation, landed: LandedCashOut) -> list[str]:
     return differences
 
 
+def judge(
+    allocation: LiveAllocation, version: LandedCashOut | None
+) -> tuple[ReportKind, str] | None:
+    """What §4a makes of a live allocation given its cash-out's latest landed version:
+    revoked or changed (compensate it), moved (report only), or None (it stands as it is)."""
+    if version is None:
+        return "revoked", "no landed version any more"
+    if reason := version.ineligible_under(allocation.confirmed_only, allocation.currency):
+        return "revoked", f"no longer eligible: {reason}"
+    if differences := changed_fields(allocation, version):
+        return "changed", "; ".join(differences)
+    if version.event_time != allocation.event_time:
+        return "moved", "event time moved"
+    return None
+
+
 def _client_sats(lines: Sequence[StoredLine]) -> int:
     return sum(x.sats for x in lines if x.kind in CLIENT_KINDS)
 
@@ -319,15 +335,9 @@ def plan_run(
     compensated: set[str] = set()
     for cash_out_id, allocation in sorted(live.items(), key=lambda kv: kv[1].seq):
         version = landed.get(cash_out_id)
-        kind: ReportKind
-        if version is None:
-            kind, why = "revoked", "no landed version any more"
-        elif reason := version.ineligible_under(allocation.confirmed_only, allocation.currency):
-            kind, why = "revoked", f"no longer eligible: {reason}"
-        elif differences := changed_fields(allocation, version):
-            kind, why = "changed", "; ".join(differences)
-        else:
-            if version.event_time != allocation.event_time:
+        verdict = judge(allocation, version)
+        if verdict is None or verdict[0] == "moved":
+            if verdict is not None and version is not None:
                 plan.reports.append(Report(
                     "moved", allocation.event_id, allocation.business_day,
                     f"cash-out {cash_out_id}: event time moved from "
@@ -336,6 +346,7 @@ def plan_run(
                     allocation.fiat_cents, _client_sats(allocation.lines), cash_out_id,
                 ))
             continue
+        kind, why = verdict
         seq += 1
         when = next_as_of(allocation.event_time)
         as_of = when

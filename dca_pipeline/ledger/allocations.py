@@ -27,8 +27,8 @@ from dca_pipeline.domain.rules import BusinessRules
 from dca_pipeline.domain.sequence import (
     Report,
     RunPlan,
-    changed_fields,
     fixed_source_id,
+    judge,
     plan_run,
     replay,
 )
@@ -413,16 +413,11 @@ def due_range(
             ).scalars()
         )
         for cash_out_id, allocation in live.items():
-            version = landed.get(cash_out_id)
-            if version is None or version.ineligible_under(
-                allocation.confirmed_only, allocation.currency
-            ):
-                return span
-            if changed_fields(allocation, version):
-                return span
-            moved = version.event_time != allocation.event_time
-            if moved and allocation.event_id not in moved_reported:
-                return span
+            verdict = judge(allocation, landed.get(cash_out_id))
+            if verdict is None:
+                continue
+            if verdict[0] != "moved" or allocation.event_id not in moved_reported:
+                return span  # a compensation to append, or a move not reported yet
         end = store.sequence_end(c, (start, span[1]))
     for day in days_between(start, span[1]):
         run_at = rules.fixed_run_at(day)
